@@ -11,6 +11,8 @@ from lib_lora_trainer import __version__
 def build_parser() -> argparse.ArgumentParser:
     from lib_lora_trainer.dataset import cli as dataset_cli
     from lib_lora_trainer.demo import cli as demo_cli
+    from lib_lora_trainer.generation import cli as generation_cli
+    from lib_lora_trainer.models import cli as models_cli
 
     parser = argparse.ArgumentParser(prog="python -m lib_lora_trainer",
                                      description="Train LoRAs for Stable Diffusion (A1111 extension, headless).")
@@ -18,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     dataset_cli.add_parser(sub)
     demo_cli.add_parser(sub)
+    models_cli.add_parser(sub)
+    if hasattr(generation_cli, "add_parser"):
+        generation_cli.add_parser(sub)
     return parser
 
 

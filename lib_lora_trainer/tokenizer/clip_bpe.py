@@ -13,13 +13,14 @@ import html
 import importlib.util
 import json
 import os
-import tempfile
 import threading
 import unicodedata
 from collections import OrderedDict
 from pathlib import Path
 
 import regex
+
+from lib_lora_trainer import atomic
 
 ENV_VAR = "LORA_TRAINER_CLIP_BPE"
 BPE_FILENAME = "bpe_simple_vocab_16e6.txt.gz"
@@ -232,18 +233,6 @@ def _special(content: str) -> dict:
     return {"content": content, "lstrip": False, "normalized": True, "rstrip": False, "single_word": False}
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    # Temp file in the same folder + os.replace: a reader never sees half a file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_pretrained_tokenizer(out_dir, variant: str = "sd1", tokenizer: ClipBpeTokenizer | None = None) -> Path:
     """Write vocab.json, merges.txt and configs loadable by CLIPTokenizer.from_pretrained(out_dir)."""
     if variant not in HUB_IDS:
@@ -279,10 +268,10 @@ def write_pretrained_tokenizer(out_dir, variant: str = "sd1", tokenizer: ClipBpe
     # transformers' loader skips line 0 of merges.txt, so the header is required.
     merges = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in tok.merges)
 
-    _atomic_write(out / "vocab.json", json.dumps(tok.vocab, ensure_ascii=False))
-    _atomic_write(out / "merges.txt", merges)
-    _atomic_write(out / "special_tokens_map.json", json.dumps(special_map, indent=2) + "\n")
-    _atomic_write(out / "tokenizer_config.json", json.dumps(config, indent=2) + "\n")
+    atomic.write_text(out / "vocab.json", json.dumps(tok.vocab, ensure_ascii=False))
+    atomic.write_text(out / "merges.txt", merges)
+    atomic.write_text(out / "special_tokens_map.json", json.dumps(special_map, indent=2) + "\n")
+    atomic.write_text(out / "tokenizer_config.json", json.dumps(config, indent=2) + "\n")
     return out
 
 
