@@ -21,8 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     dataset_cli.add_parser(sub)
     demo_cli.add_parser(sub)
     models_cli.add_parser(sub)
-    if hasattr(generation_cli, "add_parser"):
-        generation_cli.add_parser(sub)
+    generation_cli.add_parser(sub)
     return parser
 
 

@@ -63,6 +63,8 @@ KEYS: dict[str, Key] = {
     "gradient_accumulation_steps": Key(_I, 1, minimum=1),
     "mixed_precision": Key(_S, "no", choices=("no", "fp16", "bf16")),
     "gradient_checkpointing": Key(_B, False), "sdpa": Key(_B, False), "seed": Key(_I + _OPT, None),
+    "torch_compile": Key(_B, False),
+    "dynamo_backend": Key(_S, "inductor", choices=("inductor", "eager", "aot_eager", "cudagraphs")),
     "min_snr_gamma": Key(_F + _OPT, None, minimum=0), "noise_offset": Key(_F + _OPT, None, minimum=0),
     "prior_loss_weight": Key(_F, 1.0, minimum=0),
     "min_timestep": Key(_I + _OPT, None, minimum=0), "max_timestep": Key(_I + _OPT, None, minimum=1),

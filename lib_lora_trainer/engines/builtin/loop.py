@@ -125,12 +125,14 @@ def _step_loss(t, batch) -> torch.Tensor:
         latents = batch.latents.to(t.device, dtype=torch.float32)
     else:
         latents = t.encode_images(batch.images).to(t.device)
-    noise = torch.randn_like(latents)
+    g = t.noise_generator
+    noise = torch.randn(latents.shape, generator=g, device=t.device, dtype=latents.dtype)
     if a.noise_offset:
-        noise = noise + a.noise_offset * torch.randn(latents.shape[0], latents.shape[1], 1, 1, device=t.device)
+        noise = noise + a.noise_offset * torch.randn(latents.shape[0], latents.shape[1], 1, 1, generator=g,
+                                                     device=t.device)
     lo = a.min_timestep or 0
     hi = a.max_timestep or sched.config.num_train_timesteps
-    timesteps = torch.randint(lo, hi, (latents.shape[0],), device=t.device).long()
+    timesteps = torch.randint(lo, hi, (latents.shape[0],), generator=g, device=t.device).long()
     noisy = sched.add_noise(latents, noise, timesteps)
     with t.accelerator.autocast():
         cond = _encode(t, list(batch.captions))

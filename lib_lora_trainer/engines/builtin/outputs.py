@@ -65,7 +65,7 @@ def save_checkpoint(t, name: str, epoch: int, epoch_step: int, final: bool = Fal
         if with_state or t.args.save_state:
             state_name = f"{t.output_name}-state" if final else f"{name}-state"
             save_state(t.output_dir / state_name, t.lora_tensors(), t.optimizer, t.lr_scheduler,
-                       epoch, t.global_step, epoch_step)
+                       epoch, t.global_step, epoch_step, t.noise_generator)
         _remove_old_epochs(t)
     acc.wait_for_everyone()
     return path

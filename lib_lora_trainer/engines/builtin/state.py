@@ -21,7 +21,7 @@ TRAINER_FILE = "trainer.pt"
 
 
 def save_state(folder: Path, lora_tensors: dict, optimizer, scheduler, epoch: int, step: int,
-               epoch_step: int) -> Path:
+               epoch_step: int, noise_generator: torch.Generator | None = None) -> Path:
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
@@ -31,6 +31,7 @@ def save_state(folder: Path, lora_tensors: dict, optimizer, scheduler, epoch: in
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "noise_generator": None if noise_generator is None else noise_generator.get_state(),
         }, tmp / TRAINER_FILE)
         # sd-scripts' file: current_epoch is the epoch in progress (1-based), current_step the global step.
         (tmp / STATE_FILE).write_text(json.dumps({"current_epoch": epoch, "current_step": step,
