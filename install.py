@@ -6,10 +6,14 @@ pins anything A1111 already has. The trainer's heavy stack lives in its own envi
 
 import launch  # provided by A1111 (PYTHONPATH is the webui root when this runs)
 
+import sys
+
 # import name -> pip requirement; each is pure Python and absent from A1111 1.10.
 SMALL_DEPS = {
     "tomli_w": "tomli-w>=1.0",
 }
+if sys.version_info < (3, 11):  # A1111 1.10 runs on Python 3.10, which has no tomllib
+    SMALL_DEPS["tomli"] = "tomli>=1.1"
 
 for module, requirement in SMALL_DEPS.items():
     if not launch.is_installed(module.replace("_", "-")) and not launch.is_installed(module):

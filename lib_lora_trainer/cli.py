@@ -12,6 +12,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lib_lora_trainer.dataset import cli as dataset_cli
     from lib_lora_trainer.demo import cli as demo_cli
     from lib_lora_trainer.generation import cli as generation_cli
+    from lib_lora_trainer.jobs import cli as jobs_cli
     from lib_lora_trainer.models import cli as models_cli
 
     parser = argparse.ArgumentParser(prog="python -m lib_lora_trainer",
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cli.add_parser(sub)
     models_cli.add_parser(sub)
     generation_cli.add_parser(sub)
+    jobs_cli.add_parsers(sub)
     return parser
 
 

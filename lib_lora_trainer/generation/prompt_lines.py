@@ -183,7 +183,7 @@ def load_prompt_file(path) -> list[SamplePrompt]:
     suffix = p.suffix.lower()
     text = p.read_text(encoding="utf-8-sig")
     if suffix == ".toml":
-        import tomllib
+        from lib_lora_trainer import toml_read as tomllib
 
         try:
             data = tomllib.loads(text)

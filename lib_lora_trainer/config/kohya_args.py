@@ -1,0 +1,147 @@
+"""TrainingConfig -> the two sd-scripts documents as plain dicts of native TOML values.
+
+Only keys that engines/builtin/args.py knows are produced (it refuses unknown keys; sd-scripts
+would ignore them silently), None values are left out (sd-scripts then uses its own default;
+"None" is never written), and everything sd-scripts falls back on in a surprising way is explicit:
+caption_extension (its default is ".caption"), resolution and the bucket keys, the network
+dimension and alpha (defaults 4 and 1), the learning rate (2e-6), mixed precision ("no"), the
+number of data-loader workers (8). Pure functions: toml_writer.py does the files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .training_config import TrainingConfig, check_for_model
+
+__all__ = ["Subset", "run_args", "dataset_config", "optimizer_arg_strings", "ADAFACTOR_FIXED_LR"]
+
+# sd-scripts turns Adafactor's relative_step on unless told otherwise (and then ignores the
+# learning rate); the builtin engine turns it off. Writing these makes both engines agree.
+ADAFACTOR_FIXED_LR = {"scale_parameter": False, "relative_step": False, "warmup_init": False}
+
+
+@dataclass(frozen=True)
+class Subset:
+    image_dir: str
+    num_repeats: int
+    class_tokens: str
+
+
+def _literal(value: Any) -> str:
+    """A value as sd-scripts' ast.literal_eval reads it back."""
+    if isinstance(value, (list, tuple)):
+        return "(" + ",".join(repr(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
+
+
+def optimizer_arg_strings(cfg: TrainingConfig) -> list[str]:
+    args = dict(cfg.optimizer_args)
+    if cfg.optimizer == "Adafactor":
+        for key, value in ADAFACTOR_FIXED_LR.items():
+            args.setdefault(key, value)
+    return [f"{k}={_literal(v)}" for k, v in args.items()]
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def default_workers() -> int:
+    return min(2, os.cpu_count() or 1)
+
+
+def run_args(cfg: TrainingConfig, *, model_type: str, output_dir: str, logging_dir: str | None,
+             tokenizer_cache_dir: str | None, sample_prompts_file: str | None = None,
+             v_parameterization: bool = False, resume: str | None = None) -> dict[str, Any]:
+    """The run.toml (`--config_file`) values, sd-scripts' names and native types."""
+    check_for_model(cfg, model_type)
+    te_trained = not cfg.train_unet_only
+    network_args = []
+    if cfg.conv_dim is not None:
+        network_args = [f"conv_dim={cfg.conv_dim}", f"conv_alpha={_number_text(cfg.effective_conv_alpha)}"]
+    args: dict[str, Any] = {
+        # model
+        "pretrained_model_name_or_path": cfg.base_model,
+        "v2": model_type == "sd2",
+        "v_parameterization": bool(v_parameterization),
+        "tokenizer_cache_dir": tokenizer_cache_dir,
+        "clip_skip": cfg.clip_skip,
+        # output
+        "output_dir": output_dir,
+        "output_name": cfg.name,
+        "save_model_as": "safetensors",
+        "save_precision": cfg.save_precision,
+        "save_every_n_epochs": cfg.save_every_n_epochs,
+        "save_every_n_steps": cfg.save_every_n_steps,
+        "save_last_n_epochs": cfg.save_last_n_epochs,
+        "save_state": cfg.save_state,
+        "resume": resume,
+        "training_comment": f"trigger: {cfg.trigger}" if cfg.trigger else None,
+        # network
+        "network_module": "networks.lora",
+        "network_dim": cfg.network_dim,
+        "network_alpha": cfg.effective_alpha,
+        "network_dropout": cfg.network_dropout,
+        "network_args": network_args or None,
+        "network_train_unet_only": cfg.train_unet_only,
+        # optimisation
+        "learning_rate": cfg.learning_rate,
+        "unet_lr": cfg.unet_lr,
+        "text_encoder_lr": [cfg.text_encoder_lr] if te_trained and cfg.text_encoder_lr is not None else None,
+        "lr_scheduler": cfg.lr_scheduler,
+        # an int is steps; a float (only when the user gave a ratio) is a ratio of the total
+        "lr_warmup_steps": cfg.lr_warmup,
+        "lr_scheduler_num_cycles": cfg.lr_scheduler_num_cycles,
+        "optimizer_type": cfg.optimizer,
+        "optimizer_args": optimizer_arg_strings(cfg) or None,
+        "max_grad_norm": cfg.max_grad_norm,
+        "min_snr_gamma": cfg.min_snr_gamma,
+        "noise_offset": cfg.noise_offset,
+        "seed": cfg.seed,
+        "train_batch_size": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "mixed_precision": cfg.mixed_precision,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "sdpa": True,
+        "torch_compile": cfg.torch_compile,
+        "cache_latents": cfg.cache_latents,
+        "cache_latents_to_disk": cfg.cache_latents_to_disk,
+        "cache_text_encoder_outputs": cfg.cache_text_encoder_outputs,
+        "max_data_loader_n_workers": (cfg.max_data_loader_n_workers if cfg.max_data_loader_n_workers is not None
+                                      else default_workers()),
+        # logs
+        "logging_dir": logging_dir,
+        "log_prefix": f"{cfg.name}_" if logging_dir else None,
+        "console_log_simple": True,   # plain log lines for the progress parser (no rich wrapping)
+    }
+    # sd-scripts: max_train_epochs, when given, overrides max_train_steps (default 1600)
+    if cfg.max_train_steps is not None:
+        args["max_train_steps"] = cfg.max_train_steps
+    else:
+        args["max_train_epochs"] = cfg.epochs
+    args["persistent_data_loader_workers"] = args["max_data_loader_n_workers"] > 0
+    if sample_prompts_file:
+        args["sample_prompts"] = sample_prompts_file
+        args["sample_every_n_steps"] = cfg.sample_every_n_steps
+        args["sample_every_n_epochs"] = cfg.sample_every_n_epochs
+        args["sample_sampler"] = cfg.sample_sampler
+    return {k: v for k, v in args.items() if v is not None}
+
+
+def dataset_config(cfg: TrainingConfig, subsets: list[Subset]) -> dict[str, Any]:
+    """The dataset.toml (`--dataset_config`): [general], one [[datasets]], a subset per folder."""
+    general = {"caption_extension": ".txt", "shuffle_caption": cfg.shuffle_caption, "keep_tokens": cfg.keep_tokens,
+               "caption_dropout_rate": cfg.caption_dropout_rate, "flip_aug": cfg.flip_aug}
+    dataset = {"resolution": cfg.resolution, "batch_size": cfg.batch_size, "enable_bucket": cfg.enable_bucket,
+               "min_bucket_reso": cfg.min_bucket_reso, "max_bucket_reso": cfg.max_bucket_reso,
+               "bucket_reso_steps": cfg.bucket_reso_steps, "bucket_no_upscale": cfg.bucket_no_upscale,
+               "subsets": []}
+    for s in subsets:
+        sub: dict[str, Any] = {"image_dir": s.image_dir, "num_repeats": s.num_repeats}
+        if s.class_tokens:
+            sub["class_tokens"] = s.class_tokens
+        dataset["subsets"].append(sub)
+    return {"general": general, "datasets": [dataset]}

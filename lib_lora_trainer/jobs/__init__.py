@@ -1,0 +1,1 @@
+"""The job service: SQLite store, queue, engine subprocesses, progress, install."""

@@ -1,0 +1,179 @@
+"""What happens to a running job: launch under the supervisor, follow its logs, finish, install."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import tomli_w
+
+from lib_lora_trainer import atomic, toml_read
+
+from . import states as S
+from .processes import alive, start_supervised, stop_group
+from .store import Job, JobStore
+from .supervise import read_exit
+from .tracking import LogTracker
+
+CANCEL_FLAG = "cancel.requested"
+RUN_TOML, RESUME_TOML, DATASET_TOML = "run.toml", "run.resume.toml", "dataset.toml"
+
+
+class Lifecycle:
+    def __init__(self, store: JobStore, lora_dir: Path, settings: dict):
+        self.store = store
+        self.lora_dir = lora_dir
+        self.settings = settings
+        self.trackers: dict[str, LogTracker] = {}
+
+    # ---- launch ---------------------------------------------------------------------------
+    def launch(self, job: Job) -> None:
+        from lib_lora_trainer.engines.base import JobLaunch
+        from lib_lora_trainer.engines.registry import get_engine
+
+        folder = job.folder
+        plan = json.loads((folder / "plan.json").read_text(encoding="utf-8"))
+        run_toml = folder / (RESUME_TOML if job.resume_from else RUN_TOML)
+        (folder / CANCEL_FLAG).unlink(missing_ok=True)
+        try:
+            engine = get_engine(job.engine, self.settings)
+            cfg = job.config
+            spec = engine.command(JobLaunch(
+                run_toml=run_toml, dataset_toml=folder / DATASET_TOML, model_type=plan["model_type"],
+                v_prediction=plan.get("v_prediction", False), num_processes=int(cfg.get("num_processes") or 1),
+                mixed_precision=cfg.get("mixed_precision", "no"), gpu_ids=cfg.get("gpu_ids"),
+                num_cpu_threads_per_process=int(cfg.get("num_cpu_threads_per_process") or 2), job_dir=folder))
+            pid = start_supervised(folder, spec.argv, spec.full_env(), spec.cwd)
+        except Exception as exc:
+            self.store.update(job.id, state=S.FAILED, error_kind="launch", error=f"{type(exc).__name__}: {exc}",
+                              finished_at=time.time())
+            return
+        atomic.write_text(folder / "command.json", json.dumps({"argv": spec.argv, "cwd": spec.cwd}, indent=2))
+        self.trackers.pop(job.id, None)
+        self.store.update(job.id, pid=pid, returncode=None, error=None, error_kind=None)
+
+    # ---- follow ---------------------------------------------------------------------------
+    def tracker(self, job: Job) -> LogTracker:
+        tracker = self.trackers.get(job.id)
+        if tracker is None:
+            tracker = self.trackers[job.id] = LogTracker(job.folder)
+        return tracker
+
+    def reconcile(self, job: Job) -> None:
+        tracker = self.tracker(job)
+        tracker.poll()
+        exit_info = read_exit(job.folder)
+        if exit_info is None and alive(job.pid):
+            self.store.update(job.id, progress=tracker.progress_dict())
+            return
+        with _file_lock(job.folder / ".finalize.lock"):
+            current = self.store.get(job.id)
+            if current is None or current.state != S.RUNNING or current.pid != job.pid:
+                return  # another process finished it first
+            tracker.finish()
+            self._finish(current, tracker, read_exit(job.folder))
+
+    def _finish(self, job: Job, tracker: LogTracker, exit_info: dict | None) -> None:
+        from .progress import classify_exit
+
+        progress = tracker.progress_dict()
+        cancelled = (job.folder / CANCEL_FLAG).exists()
+        now = time.time()
+        if exit_info is None:
+            # The supervisor itself is gone (killed with its group, machine restarted...).
+            self.store.update(job.id, state=S.INTERRUPTED, progress=progress, finished_at=now,
+                              error_kind="interrupted", error="the training process disappeared; resume continues "
+                              "from the last saved state")
+            return
+        code = int(exit_info["returncode"])
+        ok, kind, message = classify_exit(code, tracker.state)
+        if ok:
+            self._succeed(job, progress, code)
+        elif cancelled:
+            self.store.update(job.id, state=S.CANCELLED, progress=progress, returncode=code, finished_at=now,
+                              error_kind="cancelled", error="stopped by the user; the last saved state can be resumed")
+        elif code < 0 or kind == "stopped":
+            self.store.update(job.id, state=S.INTERRUPTED, progress=progress, returncode=code, finished_at=now,
+                              error_kind=kind or "killed", error=message or f"the trainer was killed (signal {-code})")
+        else:
+            self.store.update(job.id, state=S.FAILED, progress=progress, returncode=code, finished_at=now,
+                              error_kind=kind or "exit", error=message or f"the trainer exited with code {code}")
+
+    def _succeed(self, job: Job, progress: dict, code: int) -> None:
+        from .install import install_lora, install_notes
+
+        plan = json.loads((job.folder / "plan.json").read_text(encoding="utf-8"))
+        output = Path(plan["output_dir"]) / f"{job.name}.safetensors"
+        now = time.time()
+        if not output.is_file():
+            self.store.update(job.id, state=S.FAILED, progress=progress, returncode=code, finished_at=now,
+                              error_kind="no_output", error=f"the trainer exited 0 but wrote no {output.name}")
+            return
+        try:
+            installed = install_lora(
+                output, self.lora_dir, job.name, model_type=plan["model_type"], trigger=plan.get("trigger"),
+                preferred_weight=float(self.settings.get("preferred_weight", 1.0)),
+                notes=install_notes(base_model=plan["base_model"], steps=int(progress.get("step") or 0),
+                                    images=int(plan.get("num_images") or 0), engine=job.engine))
+        except Exception as exc:
+            self.store.update(job.id, state=S.FAILED, progress=progress, returncode=code, finished_at=now,
+                              error_kind="install", error=f"trained, but installing failed: {exc}")
+            return
+        self.store.update(job.id, state=S.SUCCEEDED, progress=progress, returncode=code, finished_at=now,
+                          installed_path=str(installed))
+
+    # ---- cancel and resume --------------------------------------------------------------------
+    def request_cancel(self, job: Job, grace_s: float, wait: bool) -> None:
+        atomic.write_text(job.folder / CANCEL_FLAG, str(time.time()))
+        if wait:
+            stop_group(job.pid, grace_s)
+        else:  # never block a web request for the save: the group is stopped in the background
+            threading.Thread(target=stop_group, args=(job.pid, grace_s), daemon=True).start()
+
+    def queue_resume(self, job: Job) -> Job:
+        plan_file = job.folder / "plan.json"
+        if not plan_file.is_file():
+            raise S.TransitionError(f"job {job.id} never finished preparing; submit it again")
+        plan = json.loads(plan_file.read_text(encoding="utf-8"))
+        state_dir = latest_state(Path(plan["output_dir"]), job.name)
+        run = toml_read.loads((job.folder / RUN_TOML).read_text(encoding="utf-8"))
+        if state_dir is not None:
+            run["resume"] = str(state_dir)
+        atomic.write_text(job.folder / RESUME_TOML, tomli_w.dumps(run))
+        return self.store.update(job.id, state=S.QUEUED, resume_from=str(state_dir) if state_dir else "",
+                                 finished_at=None, error=None, error_kind=None)
+
+
+def latest_state(output_dir: Path, name: str) -> Path | None:
+    """The saved state with the highest step: `<name>-step00000120-state`, `<name>-000002-state`..."""
+    best, best_step = None, -1
+    if not output_dir.is_dir():
+        return None
+    for folder in output_dir.iterdir():
+        if not folder.name.startswith(name) or not folder.name.endswith("-state"):
+            continue
+        try:
+            step = int(json.loads((folder / "train_state.json").read_text())["current_step"])
+        except (OSError, ValueError, KeyError):
+            continue
+        if step > best_step:
+            best, best_step = folder, step
+    return best
+
+
+@contextmanager
+def _file_lock(path: Path):
+    try:
+        import fcntl
+    except ImportError:  # Windows: one service process per data dir is the rule there
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
