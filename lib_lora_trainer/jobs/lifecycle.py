@@ -67,7 +67,7 @@ class Lifecycle:
         tracker.poll()
         exit_info = read_exit(job.folder)
         if exit_info is None and alive(job.pid):
-            self.store.update(job.id, progress=tracker.progress_dict())
+            self.store.update(job.id, progress=_merge(job.progress, tracker.progress_dict()))
             return
         with _file_lock(job.folder / ".finalize.lock"):
             current = self.store.get(job.id)
@@ -79,7 +79,7 @@ class Lifecycle:
     def _finish(self, job: Job, tracker: LogTracker, exit_info: dict | None) -> None:
         from .progress import classify_exit
 
-        progress = tracker.progress_dict()
+        progress = _merge(job.progress, tracker.progress_dict())
         cancelled = (job.folder / CANCEL_FLAG).exists()
         now = time.time()
         if exit_info is None:
@@ -114,7 +114,7 @@ class Lifecycle:
             return
         try:
             installed = install_lora(
-                output, self.lora_dir, job.name, model_type=plan["model_type"], trigger=plan.get("trigger"),
+                output, Path(plan.get("lora_dir") or self.lora_dir), job.name, model_type=plan["model_type"], trigger=plan.get("trigger"),
                 preferred_weight=float(self.settings.get("preferred_weight", 1.0)),
                 notes=install_notes(base_model=plan["base_model"], steps=int(progress.get("step") or 0),
                                     images=int(plan.get("num_images") or 0), engine=job.engine))
@@ -145,6 +145,11 @@ class Lifecycle:
         atomic.write_text(job.folder / RESUME_TOML, tomli_w.dumps(run))
         return self.store.update(job.id, state=S.QUEUED, resume_from=str(state_dir) if state_dir else "",
                                  finished_at=None, error=None, error_kind=None)
+
+
+def _merge(old: dict, new: dict) -> dict:
+    """Known values (e.g. the planned total) stay until the log says otherwise."""
+    return {**(old or {}), **{k: v for k, v in new.items() if v is not None}}
 
 
 def latest_state(output_dir: Path, name: str) -> Path | None:

@@ -57,6 +57,7 @@ class JobService:
         except Exception as exc:
             self.store.update(job.id, state=S.FAILED, error_kind="prepare", error=str(exc), finished_at=time.time())
             raise SubmitError(str(exc)) from exc
+        plan["lora_dir"] = str(self.lora_dir)  # the job installs where it was asked to, whoever finishes it
         atomic.write_text(job_dir / "plan.json", json.dumps(plan, indent=2))
         self.store.update(job.id, config=plan["config"], progress={"total": plan["total_steps"], "step": 0})
         if queue:

@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, signal.SIG_IGN)
     (job_dir / EXITCODE).unlink(missing_ok=True)
     with open(job_dir / STDOUT, "ab") as out, open(job_dir / STDERR, "ab") as err:
+        # A resumed job appends to the same logs; the parser starts a new attempt at this line.
+        out.write(f"[lora-trainer] run start {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        out.flush()
         try:
             proc = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ns.cwd,
                                     preexec_fn=_default_signals)
