@@ -43,3 +43,27 @@ def test_train_writes_kohya_files_logs_and_metadata(tmp_path, tiny_model, sd_scr
     assert list((tmp_path / "logs").rglob("events.out.tfevents.*")), "TensorBoard event file"
     samples = list((out / "sample").glob("tiny_lora_000004_00_*.png"))
     assert len(samples) == 1
+
+
+def test_sdxl_and_sd2_v_models_train_with_their_own_names_and_metadata(tmp_path):
+    from tiny_models import make_tiny_sd2, make_tiny_sdxl
+
+    img = make_dataset(tmp_path / "ds")
+    for kind, maker, prefixes, version in (
+            ("sdxl", make_tiny_sdxl, {"lora_unet_", "lora_te1_", "lora_te2_"}, "sdxl_base_v1-0"),
+            ("sd2", make_tiny_sd2, {"lora_unet_", "lora_te_"}, "sd_v2_v")):
+        folder = tmp_path / kind
+        folder.mkdir()
+        model, _ = maker(folder / f"{kind}.safetensors")
+        run, ds = write_configs(folder, model, img, {"max_train_steps": 2})
+        r = run_training(run, ds)
+        assert r.returncode == 0, r.stderr[-3000:]
+        keys, md = read_lora_header(folder / "out" / "tiny_lora.safetensors")
+        assert {re.match(r"lora_(unet|te\d?)_", k).group(0) for k in keys} == prefixes
+        assert md["ss_base_model_version"] == version
+        if kind == "sdxl":
+            # sd-scripts names SDXL U-Net modules by their LDM paths.
+            assert any(k.startswith("lora_unet_input_blocks_") for k in keys)
+            assert not any(k.startswith("lora_unet_down_blocks_") for k in keys)
+        else:
+            assert md["ss_v2"] == "True" and md["modelspec.prediction_type"] == "v"

@@ -27,6 +27,7 @@ from lib_lora_trainer.models.ldm_names import (
 )
 from lib_lora_trainer.models.loading import load_components
 from lib_lora_trainer.models.single_file import save_single_file, write_state_dict
+from tiny_models import make_tiny_sd2, make_tiny_sdxl
 from lib_lora_trainer.models.tiny import TINY_FILE_NAME, build_tiny_sd1, make_tiny_sd1, write_tiny_config_folder
 
 FIXTURES = Path("/work/shared/fixtures/sd-scripts/v0.10.1")
@@ -194,83 +195,23 @@ def test_single_file_without_sibling_uses_cached_full_size_config(tiny, tmp_path
     assert json.loads((cached / "unet" / "config.json").read_text())["block_out_channels"] == [320, 640, 1280, 1280]
 
 
-def _to_open_clip(state_dict, prefix: str) -> dict:
-    """transformers CLIP text model -> OpenCLIP names (fused q/k/v), as SD2/SDXL single files store it.
-    Test-only: save_single_file writes SD1 files; this lets us build tiny SD2/SDXL files to load."""
-    sd = {k.removeprefix("text_model."): v for k, v in state_dict.items()}
-    out = {prefix + "token_embedding.weight": sd["embeddings.token_embedding.weight"],
-           prefix + "positional_embedding": sd["embeddings.position_embedding.weight"],
-           prefix + "ln_final.weight": sd["final_layer_norm.weight"],
-           prefix + "ln_final.bias": sd["final_layer_norm.bias"]}
-    if "text_projection.weight" in sd:
-        out[prefix + "text_projection"] = sd["text_projection.weight"].T.contiguous()
-    layers = {int(k.split(".")[2]) for k in sd if k.startswith("encoder.layers.")}
-    for i in layers:
-        src, dst = f"encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
-        for w in ("weight", "bias"):
-            out[dst + "attn.in_proj_" + w] = torch.cat([sd[f"{src}self_attn.{x}_proj.{w}"] for x in "qkv"])
-            pairs = {"attn.out_proj": "self_attn.out_proj", "ln_1": "layer_norm1", "ln_2": "layer_norm2",
-                     "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
-            for ours, theirs in pairs.items():
-                out[f"{dst}{ours}.{w}"] = sd[f"{src}{theirs}.{w}"]
-    return out
-
-
 def test_tiny_sdxl_and_sd2_single_files_load(tmp_path):
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    from lib_lora_trainer.models.tiny import TINY_TEXT_ENCODER, TINY_VAE
-
-    small = dict(block_out_channels=[32, 64], attention_head_dim=[2, 4], layers_per_block=1, sample_size=8)
-    xl_unet = dict(configs.SDXL_UNET, **small, cross_attention_dim=96, transformer_layers_per_block=[1, 2],
-                   down_block_types=["DownBlock2D", "CrossAttnDownBlock2D"],
-                   up_block_types=["CrossAttnUpBlock2D", "UpBlock2D"],
-                   addition_time_embed_dim=8, projection_class_embeddings_input_dim=64 + 6 * 8)
-    sd2_unet = dict(configs.SD2_UNET_V, **small, cross_attention_dim=64,
-                    down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
-                    up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"])
-    clip_l = dict(TINY_TEXT_ENCODER, hidden_size=32, projection_dim=32)
-    tiny_tower = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                      projection_dim=64)
-    big_g = dict(configs.CLIP_BIGG, **tiny_tower)
-    open_h = dict(configs.OPENCLIP_H, **tiny_tower)
-
-    torch.manual_seed(0)
-    vae = AutoencoderKL.from_config(TINY_VAE)
-    vae_ldm = vae_state_dict_to_ldm(vae.state_dict(), TINY_VAE)
-
-    unet = UNet2DConditionModel.from_config(xl_unet)
-    te1 = CLIPTextModel(CLIPTextConfig.from_dict(clip_l))
-    te2 = CLIPTextModelWithProjection(CLIPTextConfig.from_dict(big_g))
-    sd = {**unet_state_dict_to_ldm(unet.state_dict(), xl_unet), **vae_ldm,
-          **{"conditioner.embedders.0.transformer.text_model." + k.removeprefix("text_model."): v
-             for k, v in te1.state_dict().items()},
-          **_to_open_clip(te2.state_dict(), "conditioner.embedders.1.model.")}
-    xl = write_state_dict({k: v.contiguous() for k, v in sd.items()}, tmp_path / "xl.safetensors")
-    configs.write_config_folder("sdxl", sibling_config_dir(xl), overrides={
-        "unet": xl_unet, "vae": TINY_VAE, "text_encoder": clip_l, "text_encoder_2": big_g})
+    xl, parts = make_tiny_sdxl(tmp_path / "xl.safetensors")
     comps = load_components(xl, model_type="sdxl")
     assert (comps.model_type, comps.v_prediction) == ("sdxl", False)
-    assert_same_params(comps.unet, unet)
-    assert_same_params(comps.vae, vae)
+    assert_same_params(comps.unet, parts["unet"])
+    assert_same_params(comps.vae, parts["vae"])
     assert [type(t).__name__ for t in comps.text_encoders] == ["CLIPTextModel", "CLIPTextModelWithProjection"]
-    assert_same_params(comps.text_encoders[0], te1)
-    assert_same_params(comps.text_encoders[1], te2)
+    assert_same_params(comps.text_encoders[0], parts["te1"])
+    assert_same_params(comps.text_encoders[1], parts["te2"])
     assert [t.pad_token for t in comps.tokenizers] == ["<|endoftext|>", "!"]
 
-    unet = UNet2DConditionModel.from_config(sd2_unet)
-    te = CLIPTextModel(CLIPTextConfig.from_dict(open_h))
-    sd = {**unet_state_dict_to_ldm(unet.state_dict(), sd2_unet), **vae_ldm,
-          **_to_open_clip(te.state_dict(), "cond_stage_model.model.")}
-    v2 = write_state_dict({k: v.contiguous() for k, v in sd.items()}, tmp_path / "v2.safetensors")
-    configs.write_config_folder("sd2", sibling_config_dir(v2), v_prediction=True,
-                                overrides={"unet": sd2_unet, "vae": TINY_VAE, "text_encoder": open_h})
+    v2, parts = make_tiny_sd2(tmp_path / "v2.safetensors")
     assert detect_model_type(v2) == ModelInfo("sd2", True, "single_file")
     comps = load_components(v2)
     assert comps.noise_scheduler.config.prediction_type == "v_prediction"
-    assert_same_params(comps.unet, unet)
-    assert_same_params(comps.text_encoders[0], te)
+    assert_same_params(comps.unet, parts["unet"])
+    assert_same_params(comps.text_encoders[0], parts["te"])
     assert comps.tokenizers[0].pad_token == "!"
 
 

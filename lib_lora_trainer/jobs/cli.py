@@ -133,7 +133,14 @@ def run_train(args) -> int:
     print(f"job {job.id}: {plan['num_images']} images, {plan['total_steps']} steps, {plan['model_type']} model, "
           f"{job.engine} engine")
     for c in plan.get("corrections") or []:
-        print(f"  corrected: {c}")
+        print(f"  corrected: {c.get('field')}: {c.get('old')!r} -> {c.get('new')!r} ({c.get('reason')})"
+              if isinstance(c, dict) else f"  corrected: {c}")
+    vram = plan.get("vram")
+    if vram:
+        print(f"  peak VRAM estimate {vram['estimate_gib']} GiB ({vram['low_gib']}-{vram['high_gib']}), "
+              f"free {vram['free_gib']} GiB")
+        if vram.get("warning"):
+            print(f"  warning: {vram['warning']}")
     if args.detach:
         service.tick()
         print(f"started in the background; follow with: python -m lib_lora_trainer jobs logs {job.id} --follow")

@@ -99,6 +99,8 @@ class Lifecycle:
             self.store.update(job.id, state=S.INTERRUPTED, progress=progress, returncode=code, finished_at=now,
                               error_kind=kind or "killed", error=message or f"the trainer was killed (signal {-code})")
         else:
+            if kind == "oom":
+                message = (message or "CUDA out of memory") + _lighter_preset_hint(job)
             self.store.update(job.id, state=S.FAILED, progress=progress, returncode=code, finished_at=now,
                               error_kind=kind or "exit", error=message or f"the trainer exited with code {code}")
 
@@ -145,6 +147,21 @@ class Lifecycle:
         atomic.write_text(job.folder / RESUME_TOML, tomli_w.dumps(run))
         return self.store.update(job.id, state=S.QUEUED, resume_from=str(state_dir) if state_dir else "",
                                  finished_at=None, error=None, error_kind=None)
+
+
+def _lighter_preset_hint(job: Job) -> str:
+    """After a CUDA OOM: name a preset that the VRAM estimate says fits the free memory."""
+    try:
+        from lib_lora_trainer.config.training_config import TrainingConfig
+        from lib_lora_trainer.config.vram import suggest_lighter_preset
+
+        from .submit import free_gpu_gib
+        plan = json.loads((job.folder / "plan.json").read_text(encoding="utf-8"))
+        free = free_gpu_gib() or 0.0
+        preset = suggest_lighter_preset(TrainingConfig.from_dict(job.config), plan["model_type"], free)
+    except Exception:
+        return ""
+    return f". Try the lighter preset {preset!r}." if preset else ""
 
 
 def _merge(old: dict, new: dict) -> dict:

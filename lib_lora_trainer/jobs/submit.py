@@ -20,6 +20,27 @@ def probe_device() -> tuple[bool, bool]:
     return True, bool(torch.cuda.is_bf16_supported())
 
 
+def free_gpu_gib() -> float | None:
+    try:
+        import torch
+        if torch.cuda.is_available():
+            free, _ = torch.cuda.mem_get_info()
+            return free / 2**30
+    except Exception:  # no torch, no driver: no estimate against free memory
+        pass
+    return None
+
+
+def vram_report(config, model_type: str) -> dict:
+    from lib_lora_trainer.config.vram import estimate_peak_vram_gib, vram_warning
+
+    est = estimate_peak_vram_gib(config, model_type)
+    free = free_gpu_gib()
+    return {"estimate_gib": round(est.gib, 1), "low_gib": round(est.low, 1), "high_gib": round(est.high, 1),
+            "basis": est.basis, "free_gib": None if free is None else round(free, 1),
+            "warning": vram_warning(config, model_type, free) if free is not None else None}
+
+
 def prepare_job(job_dir: Path, dataset_src, config, crop: str | None, settings: dict) -> dict:
     from lib_lora_trainer.config.arithmetic import total_steps
     from lib_lora_trainer.config.device import device_corrections
@@ -59,4 +80,5 @@ def prepare_job(job_dir: Path, dataset_src, config, crop: str | None, settings: 
         "total_steps": total_steps(config, images), "skipped": prepared.skipped,
         "corrections": [c.__dict__ if hasattr(c, "__dict__") else str(c) for c in corrections],
         "config": config.to_dict(), "problems": [p.to_dict() for p in prepared.report.problems],
+        "vram": vram_report(config, info.model_type) if cuda else None,
     }
