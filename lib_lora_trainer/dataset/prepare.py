@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from lib_lora_trainer import atomic
 from lib_lora_trainer.config.steps import StepPlan, plan_steps
 
 from .captions import decode_fallback, put_trigger_first, read_caption
@@ -188,6 +189,4 @@ def _write_manifest(result: PrepareResult, src: Path, opts: PrepareOptions) -> N
         "images": [asdict(i) for i in result.images],
         "skipped": result.skipped,
     }
-    tmp = opts.out / ".prepare.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, opts.out / "prepare.json")
+    atomic.write_text(opts.out / "prepare.json", json.dumps(manifest, indent=2, ensure_ascii=False))
