@@ -20,6 +20,8 @@ def sample_images(t, epoch: int, by_epoch: bool = False) -> list:
     components = SimpleNamespace(unet=t.unet, vae=t.vae, text_encoders=t.text_encoders, tokenizers=t.tokenizers,
                                  noise_scheduler=t.noise_scheduler, model_type=t.model_type,
                                  v_prediction=t.v_prediction)
+    vae_device = next(t.vae.parameters()).device
+    t.vae.to(t.device)  # it may have been moved off the GPU after latent caching
     modes = [(m, m.training) for m in (t.unet, t.vae, *t.text_encoders)]
     for m, _ in modes:
         m.eval()
@@ -44,4 +46,5 @@ def sample_images(t, epoch: int, by_epoch: bool = False) -> list:
         torch.set_rng_state(rng_state)
         for m, was_training in modes:
             m.train(was_training)
+        t.vae.to(vae_device)
     return saved

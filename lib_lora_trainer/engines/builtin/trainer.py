@@ -202,6 +202,9 @@ class Trainer:
             for warning in report.warnings:
                 logs.say(f"WARNING: {warning}")
             self.latents_cached = True
+            if self.device.type == "cuda":  # as sd-scripts does: the VAE is not needed on the GPU now
+                self.vae.to("cpu")
+                torch.cuda.empty_cache()
         else:
             self.latents_cached = False
         self.te_cache = None
