@@ -209,3 +209,10 @@ def test_parallel_and_serial_inspection_agree(tmp_path):
     parallel = check_dataset(ds, 256, workers=2)
     assert [p.to_dict() for p in serial.problems] == [p.to_dict() for p in parallel.problems]
     assert {k: v.phash for k, v in serial.infos.items()} == {k: v.phash for k, v in parallel.infos.items()}
+
+
+def test_overlong_path_is_a_clear_error_not_a_crash(tmp_path):
+    from lib_lora_trainer.dataset.source import SourceError, open_source
+    with pytest.raises(SourceError, match="not a usable path"):
+        with open_source(tmp_path / ("x" * 300)):
+            pass

@@ -288,3 +288,17 @@ def test_resolve_check_catches_what_name_checks_miss(box, tmp_path, monkeypatch)
     zp = make_zip(tmp_path / "ok.zip", [("a.png", b"x")])
     monkeypatch.setattr(zi, "_entry_parts", lambda zip_path, info: ["..", "escaped.png"])
     assert_rejected(box, zp, "outside the folder", before_write=False)
+
+
+def test_overlong_entry_name_is_refused_cleanly(tmp_path):
+    import zipfile as _zf
+
+    from lib_lora_trainer.dataset.zip_import import UnsafeArchiveError, extract_zip_safely
+    archive = tmp_path / "long.zip"
+    with _zf.ZipFile(archive, "w") as zf:
+        zf.writestr("a" * 300 + ".txt", "x")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(UnsafeArchiveError, match="255 bytes"):
+        extract_zip_safely(archive, dest)
+    assert list(dest.iterdir()) == []

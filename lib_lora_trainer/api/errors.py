@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
+from .responses import SafeJSONResponse
 
 _DEFAULT_FIX = {
     400: "correct the request as the error says and send it again",
@@ -32,8 +32,8 @@ class ApiError(Exception):
     def body(self) -> dict:
         return {"error": self.error, "field": self.field, "fix": self.fix}
 
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+    def response(self) -> SafeJSONResponse:
+        return SafeJSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 def from_message(status: int, message: str, field: str | None = None) -> ApiError:

@@ -1,6 +1,6 @@
 """Server-sent events for one job: progress, log lines, sample images, end.
 
-    event: progress   data: the job JSON (as GET /jobs/{id} minus loss_history), whenever it changes
+    event: progress   data: the job JSON (as in GET /jobs), whenever it changes
     event: log        data: {"stream": "stdout"|"stderr", "lines": [...]}: new lines of the job's
                       stdout.log / stderr.log, split on \\r and \\n (tqdm redraws are lines too)
     event: sample     data: {"name", "path", "url"}: a new sample image in output/sample/
@@ -9,14 +9,14 @@
 
 The generator reads the store and the job folder every `poll_s` seconds (in a worker thread: it
 never blocks the event loop), reads at most `MAX_READ` bytes per file per poll, and stops when the
-client disconnects. It only observes: jobs advance through JobService.tick (the background loop).
-A client should close its EventSource on `end` (otherwise the browser reconnects and gets the
-final progress and `end` again).
+client disconnects, or after `max_s` (one hour by default; an EventSource then reconnects). It
+only observes: jobs advance through JobService.tick (the background loop). A client should close
+its EventSource on `end` (otherwise the browser reconnects and gets the final progress and `end`
+again).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import AsyncIterator, Callable
@@ -26,6 +26,8 @@ from starlette.concurrency import run_in_threadpool
 from lib_lora_trainer.jobs import states as S
 from lib_lora_trainer.jobs.supervise import STDERR, STDOUT
 
+from .responses import dumps
+
 MAX_READ = 1024**2          # bytes per log file per poll
 TAIL_BYTES = 64 * 1024      # of an existing log sent when a stream starts
 MAX_PARTIAL = 64 * 1024     # an unterminated line longer than this is sent as it is
@@ -33,8 +35,7 @@ SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def sse(event: str, data) -> bytes:
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
-    return f"event: {event}\ndata: {payload}\n\n".encode("utf-8")
+    return b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n"
 
 
 class LogFollower:
@@ -102,15 +103,17 @@ class _Watch:
 
 
 async def job_events(*, request, get_job: Callable, job_payload: Callable, sample_url: Callable[[str], str],
-                     poll_s: float = 0.5, heartbeat_s: float = 15.0, sleep=None) -> AsyncIterator[bytes]:
-    """The event stream of one job. `get_job()` returns the job (KeyError once it is gone)."""
+                     poll_s: float = 0.5, heartbeat_s: float = 15.0, max_s: float | None = 3600.0,
+                     sleep=None) -> AsyncIterator[bytes]:
+    """The event stream of one job. `get_job()` returns the job (KeyError once it is gone).
+    After `max_s` seconds the stream closes without `end` (an EventSource reconnects)."""
     import anyio
 
     sleep = sleep or anyio.sleep
     job = await run_in_threadpool(get_job)
     watch = _Watch(Path(job.job_dir))
     last_payload = None
-    last_beat = time.monotonic()
+    started = last_beat = time.monotonic()
     yield b"retry: 5000\n\n"
     while True:
         try:
@@ -139,6 +142,6 @@ async def job_events(*, request, get_job: Callable, job_payload: Callable, sampl
             last_beat = now
         if finished:
             return
-        if await request.is_disconnected():
+        if await request.is_disconnected() or (max_s is not None and now - started > max_s):
             return
         await sleep(poll_s)

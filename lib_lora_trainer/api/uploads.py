@@ -9,11 +9,12 @@ zip is copied into a fresh folder under the upload dir and extracted there with
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -82,9 +83,21 @@ async def read_json_object(request: Request, limit: int = MAX_JSON_BYTES) -> dic
     return parse_json_object(body, "request body")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_json_object(raw: bytes | str, what: str, field: str | None = None) -> dict:
+    """A JSON object (RFC 8259: no NaN/Infinity, no number beyond the float range)."""
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_float=_finite_float, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, 5000-digit numbers, deep nesting
         raise ApiError(400, f"the {what} is not valid JSON ({type(exc).__name__}: {str(exc)[:200]})", field=field,
                        fix="send a JSON object such as {\"dataset\": \"/data/me\", \"preset\": \"sd15-portrait\"}") \
@@ -95,8 +108,10 @@ def parse_json_object(raw: bytes | str, what: str, field: str | None = None) -> 
     return data
 
 
-async def read_form(request: Request, limit: int) -> dict[str, Any]:
-    """The multipart form as {name: str | UploadFile} (the first value of each name)."""
+@asynccontextmanager
+async def read_form(request: Request, limit: int) -> AsyncIterator[dict[str, Any]]:
+    """The multipart form as {name: str | UploadFile} (the first value of each name); the
+    spooled upload files are closed on exit."""
     try:
         form = await limited(request, limit).form()
     except _TooLarge:
@@ -106,10 +121,13 @@ async def read_form(request: Request, limit: int) -> dict[str, Any]:
     except Exception as exc:  # starlette/python-multipart parse errors differ between versions
         raise ApiError(400, f"the multipart form cannot be read ({type(exc).__name__}: {str(exc)[:200]})",
                        fix="send multipart/form-data with a `file` part holding the .zip") from None
-    out: dict[str, Any] = {}
-    for key, value in form.multi_items():
-        out.setdefault(key, value)
-    return out
+    try:
+        out: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            out.setdefault(key, value)
+        yield out
+    finally:
+        await form.close()
 
 
 def form_text(form: dict[str, Any], key: str, default: str | None = None) -> str | None:
@@ -162,6 +180,9 @@ def extracted_upload(upload: UploadFile, upload_dir: Path, limit: int, zip_limit
             extract_zip_safely(archive, dataset, zip_limits or ZipLimits())
         except UnsafeArchiveError as exc:
             raise from_message(400, str(exc), field="file") from None
+        except OSError as exc:  # e.g. an entry name longer than this file system allows
+            raise ApiError(400, f"the archive cannot be extracted here: {exc.strerror or exc}", field="file",
+                           fix="re-create the zip with short, plain file names") from None
         archive.unlink()
         yield dataset
     finally:

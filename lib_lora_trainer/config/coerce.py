@@ -77,6 +77,8 @@ def _as_int(field: str, value: Any) -> int:
         raise ConfigError(field, f"{field} = {value!r} ({type(value).__name__}) must be an integer, "
                                  "e.g. 10 (not a string or true/false).")
     if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(field, f"{field} = {value!r} must be a finite whole number, e.g. 10.")
         if not value.is_integer():
             raise ConfigError(field, f"{field} = {value!r} must be a whole number: use {round(value)}.")
         return int(value)

@@ -18,7 +18,11 @@ class SourceError(ValueError):
 def open_source(src: str | Path) -> Iterator[Path]:
     """Yield a folder to read the dataset from; a zip's temporary copy is removed afterwards."""
     path = Path(src)
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # e.g. a path part longer than the filesystem allows
+        raise SourceError(f"{src}: not a usable path ({exc.strerror or exc}).") from None
+    if not exists:
         raise SourceError(f"{src}: no such file or folder. Give a folder of images or a .zip of them.")
     if path.is_dir():
         yield path

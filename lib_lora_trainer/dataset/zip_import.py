@@ -54,6 +54,8 @@ def _entry_parts(zip_path, info: zipfile.ZipInfo) -> list[str]:
     if not parts:
         raise _fail(zip_path, raw, "has an empty name", "re-create the zip")
     for part in parts:
+        if len(part.encode("utf-8")) > 255:  # no filesystem takes a longer name
+            raise _fail(zip_path, raw, "has a file or folder name over 255 bytes", "rename it shorter")
         if part == "..":
             raise _fail(zip_path, raw, "contains a '..' segment that points outside the folder",
                         "zip the files with relative paths inside the dataset folder")
