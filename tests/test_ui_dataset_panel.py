@@ -25,15 +25,47 @@ def test_run_check_bad_input_is_a_message_not_an_exception(tmp_path):
     assert "no such file" in run_check(str(tmp_path / "missing"), "", 512)
 
 
-def test_script_registers_the_tab(monkeypatch):
-    registered = []
+def _fake_a1111(monkeypatch, tmp_path, api_auth=None):
+    """A1111's `modules`, faked (allowed for unit tests of scripts/; the real check is inside A1111)."""
+    registered = {"tabs": [], "app_started": []}
     fake_modules = types.ModuleType("modules")
     callbacks = types.ModuleType("modules.script_callbacks")
-    callbacks.on_ui_tabs = registered.append
-    fake_modules.script_callbacks = callbacks
-    monkeypatch.setitem(sys.modules, "modules", fake_modules)
-    monkeypatch.setitem(sys.modules, "modules.script_callbacks", callbacks)
+    callbacks.on_ui_tabs = registered["tabs"].append
+    callbacks.on_app_started = registered["app_started"].append
+    shared = types.ModuleType("modules.shared")
+    shared.cmd_opts = types.SimpleNamespace(lora_dir=str(tmp_path / "models" / "Lora"), api_auth=api_auth)
+    fake_modules.script_callbacks, fake_modules.shared = callbacks, shared
+    for name, mod in (("modules", fake_modules), ("modules.script_callbacks", callbacks), ("modules.shared", shared)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    monkeypatch.setenv("LORA_TRAINER_DATA_DIR", str(tmp_path / "data"))
+    from lib_lora_trainer.hosts import a1111
+    monkeypatch.setattr(a1111, "_service", None)
     runpy.run_path(str(ROOT / "scripts" / "lora_trainer.py"))
+    return registered
+
+
+def test_script_mounts_the_api_with_a1111s_api_auth(monkeypatch, tmp_path):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from lib_lora_trainer.hosts import a1111
+
+    registered = _fake_a1111(monkeypatch, tmp_path, api_auth="alice:s3cret")
+    app = FastAPI()
+    [started] = registered["app_started"]
+    started(None, app)
+    try:
+        client = TestClient(app)
+        assert client.get("/lora-trainer/v1/presets").status_code == 401
+        ok = client.get("/lora-trainer/v1/presets", auth=("alice", "s3cret"))
+        assert ok.status_code == 200 and any(p["id"] == "sd15-portrait" for p in ok.json()["presets"])
+        assert a1111.job_service().lora_dir == tmp_path / "models" / "Lora"
+    finally:
+        a1111.job_service().stop_background()
+
+
+def test_script_registers_the_tab(monkeypatch, tmp_path):
+    registered = _fake_a1111(monkeypatch, tmp_path)["tabs"]
     assert len(registered) == 1
     [(blocks, title, elem_id)] = registered[0]()
     import gradio as gr
