@@ -7,6 +7,7 @@ one, never a partial one; a failure leaves no temp file behind.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,3 +61,36 @@ def fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
+    """Yield an empty temp folder beside `path`; on success it takes `path`'s place. A reader sees
+    the old folder or the complete new one; a failure leaves `path` as it was and no temp behind.
+    durable=True fsyncs every file first (small state folders; not thousands of images)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+        if durable:
+            for f in tmp.rglob("*"):
+                if f.is_file():
+                    with open(f, "rb") as fh:
+                        os.fsync(fh.fileno())
+        _swap_in(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def _swap_in(src: Path, dest: Path) -> None:
+    # os.replace cannot overwrite a non-empty folder: move the old one aside, then drop it.
+    if not dest.exists():
+        os.replace(src, dest)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+    os.replace(dest, old / "x")
+    os.replace(src, dest)
+    shutil.rmtree(old, ignore_errors=True)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -136,20 +134,13 @@ def prepare_dataset(src: str | Path, opts: PrepareOptions, workers: int | None =
         if not todo:
             raise PrepareError(f"{src}: no usable image to prepare (run `dataset check` to see why).")
         opts.out.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".img-partial-", dir=opts.out))
-        try:
+        # Built beside img/ and swapped in: an interrupted run never leaves a half-written img/.
+        with atomic.atomic_dir(opts.out / "img") as staging:
             image_dir = staging / folder.name
             image_dir.mkdir()
             prepared, taken = [], set()
             for rel in todo:
                 prepared.append(_prepare_one(report, rel, image_dir, _output_stem(rel, taken), opts))
-            final = opts.out / "img"
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(staging, final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
     for sub in ("log", "model"):
         (opts.out / sub).mkdir(exist_ok=True)
     plan = plan_steps(len(prepared), opts.repeats)

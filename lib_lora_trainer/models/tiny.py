@@ -8,12 +8,11 @@ the .safetensors file alone look like (and are detected as) an ordinary SD1 mode
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from lib_lora_trainer import atomic
 
 from .configs import SCALING_SD, write_config_folder
 from .detect import sibling_config_dir
@@ -97,17 +96,6 @@ def build_tiny_sd1(seed: int = 0):
     return unet, vae, text_encoder
 
 
-def _replace_dir(src: Path, dest: Path) -> None:
-    # os.replace cannot overwrite a non-empty folder: move the old one aside first.
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
-        os.replace(dest, old / "x")
-        os.replace(src, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dest)
-
-
 def write_tiny_config_folder(dest) -> Path:
     return write_config_folder("sd1", dest, v_prediction=False, overrides=TINY_SD1_OVERRIDES)
 
@@ -122,12 +110,8 @@ def make_tiny_sd1(out_path, seed: int = 0) -> Path:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     unet, vae, text_encoder = build_tiny_sd1(seed)
     config_dir = sibling_config_dir(out_path)
-    tmp = Path(tempfile.mkdtemp(dir=out_path.parent, prefix=f".{config_dir.name}.tmp-"))
-    try:
+    # Config first, weights last: a file that exists is always loadable.
+    with atomic.atomic_dir(config_dir) as tmp:
         write_tiny_config_folder(tmp)
-        # Config first, weights last: a file that exists is always loadable.
-        _replace_dir(tmp, config_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     save_single_file(unet, vae, text_encoder, out_path)
     return out_path

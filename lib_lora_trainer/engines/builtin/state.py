@@ -7,14 +7,13 @@ with sd-scripts' `train_state.json`, written beside and renamed into place.
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from lib_lora_trainer import atomic
 
 STATE_FILE = "train_state.json"
 TRAINER_FILE = "trainer.pt"
@@ -23,9 +22,7 @@ TRAINER_FILE = "trainer.pt"
 def save_state(folder: Path, lora_tensors: dict, optimizer, scheduler, epoch: int, step: int,
                epoch_step: int, noise_generator: torch.Generator | None = None) -> Path:
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+    with atomic.atomic_dir(folder, durable=True) as tmp:
         torch.save({
             "lora": lora_tensors,
             "optimizer": optimizer.state_dict(),
@@ -36,15 +33,6 @@ def save_state(folder: Path, lora_tensors: dict, optimizer, scheduler, epoch: in
         # sd-scripts' file: current_epoch is the epoch in progress (1-based), current_step the global step.
         (tmp / STATE_FILE).write_text(json.dumps({"current_epoch": epoch, "current_step": step,
                                                   "epoch_step": epoch_step}), encoding="utf-8")
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
