@@ -217,6 +217,51 @@ def build_router(service, *, dataset_roots: Sequence[str | os.PathLike], upload_
                            fix="take the sample names from GET /jobs/{id} or the `sample` events")
         return FileResponse(path)
 
+    # ---- train then test ----
+    @router.get("/jobs/{job_id}/test", name="lora_trainer_test_report", summary="The job's test report",
+                description="The scored report of the test grids (LoRA weights x prompts, fixed seeds) once the "
+                            "test finished; `state` says none/running/failed otherwise. Grid images: "
+                            "GET /jobs/{id}/test/{filename}.",
+                responses={200: docs.json_response("The report or its state", {"state": "done", "report": {}}),
+                           **docs.errors(401, 404)})
+    async def test_report(request: Request, job_id: str):
+        from lib_lora_trainer.evaluate.auto import test_state
+        from lib_lora_trainer.evaluate.job_eval import report_for_job
+
+        job = await run_in_threadpool(A.get_job, service, job_id)
+        state = test_state(Path(job.job_dir))
+        report = report_for_job(Path(job.job_dir)) if state == "done" else None
+        return JSONResponse({"state": state, "report": report})
+
+    @router.post("/jobs/{job_id}/test", name="lora_trainer_test_start", status_code=202,
+                 summary="Start (or restart) the test of a succeeded job",
+                 responses={202: docs.json_response("Started", {"state": "running"}), **docs.errors(401, 403, 404, 409)})
+    async def test_start(request: Request, job_id: str):
+        from lib_lora_trainer.evaluate.auto import start_test, test_state
+
+        job = await run_in_threadpool(A.get_job, service, job_id)
+        if job.state != "succeeded":
+            raise ApiError(409, f"job {job.id} is {job.state}; only a succeeded job can be tested", field="job_id")
+        await run_in_threadpool(start_test, job, service.data_dir)
+        return JSONResponse({"state": test_state(Path(job.job_dir))}, status_code=202)
+
+    @router.get("/jobs/{job_id}/test/{filename}", name="lora_trainer_test_file", summary="A test grid or report.md",
+                response_class=FileResponse,
+                responses={200: {"description": "The file", "content": {"image/png": {}, "text/markdown": {}}},
+                           **docs.errors(401, 404)})
+    async def test_file(request: Request, job_id: str, filename: str):
+        import re
+
+        job = await run_in_threadpool(A.get_job, service, job_id)
+        folder = Path(job.job_dir) / "test"
+        path = folder / filename
+        ok = (re.fullmatch(r"grid_[a-z]+\.png|report\.md", filename) is not None and path.is_file()
+              and not path.is_symlink())
+        if not ok:
+            raise ApiError(404, f"job {job.id} has no test file {filename[:80]!r}", field="filename",
+                           fix="take the names from GET /jobs/{id}/test (grids)")
+        return FileResponse(path, media_type="text/markdown" if filename.endswith(".md") else "image/png")
+
     # ---- LoRAs, presets, datasets ----
     @router.get("/loras", name="lora_trainer_loras", summary="List the LoRAs in the Lora folder",
                 description="Every .safetensors under the Lora folder with its metadata, A1111 sidecar "

@@ -190,6 +190,10 @@ class TrainingConfig:
                                            optional=True, minimum=1, maximum=1000)
     sample_sampler: str = _f("euler_a", "choice", "Sampler for the samples (sd-scripts names).", "samples",
                              choices=SAMPLERS)
+    test_after_training: bool = _f(True, "bool", "After training, generate the test grids (LoRA weights 0..1, "
+                                   "dataset and novel prompts, fixed seeds) and scores.", "testing")
+    holdout_images: int = _f(0, "int", "Keep this many pictures out of training; the test scores against them "
+                             "(a memorisation check).", "testing", minimum=0, maximum=1000)
     # --- launch (accelerate launch options; not written to run.toml) --------------------
     num_processes: int = _f(1, "int", "Training processes (one per GPU).", "launch", minimum=1, maximum=16)
     gpu_ids: str | None = _f(None, "gpu_ids", "GPUs to use, e.g. \"0\" or \"0,1\"; empty = all / the first.",

@@ -23,6 +23,7 @@ __all__ = [
     "base_scheduler_config",
     "build_pipeline",
     "generate",
+    "generate_many",
     "load_model_pipeline",
     "prepare_kohya_state_dict",
     "remove_loras",
@@ -241,3 +242,33 @@ def generate(pipe, prompt: str, negative: str | None = None, seed: int = 0, step
                    guidance_scale=float(cfg_scale), width=None if width is None else int(width),
                    height=None if height is None else int(height), generator=generator, output_type="pil")
     return out.images[0]
+
+
+def generate_many(pipe, prompt: str, seeds: list[int], negative: str | None = None, steps: int = 20,
+                  width: int | None = None, height: int | None = None, cfg_scale: float = 7.0,
+                  sampler: str | None = None, batch: int = 8) -> list:
+    """One image per seed, generated in batches; image i uses torch.Generator("cpu").manual_seed(seeds[i])
+    for its own noise, so a seed gives the same picture whatever else is in its batch
+    (up to float rounding of batched matrix products)."""
+    if not seeds:
+        return []
+    if sampler is not None:
+        set_sampler(pipe, sampler)
+    factor = int(getattr(pipe, "vae_scale_factor", 8))
+    for label, value in (("width", width), ("height", height)):
+        if value is not None and (int(value) <= 0 or int(value) % factor):
+            raise ValueError(f"{label} must be a positive multiple of {factor}, got {value}")
+    images = []
+    for start in range(0, len(seeds), batch):
+        chunk = [int(s) for s in seeds[start:start + batch]]
+        scheduler = pipe.scheduler
+        if hasattr(scheduler, "noise_sampler_seed"):
+            scheduler.noise_sampler_seed = chunk[0]
+        generators = [torch.Generator("cpu").manual_seed(s) for s in chunk]
+        with torch.no_grad():
+            out = pipe(prompt=[prompt] * len(chunk), negative_prompt=None if negative is None else [negative] * len(chunk),
+                       num_inference_steps=int(steps), guidance_scale=float(cfg_scale),
+                       width=None if width is None else int(width), height=None if height is None else int(height),
+                       generator=generators, output_type="pil")
+        images.extend(out.images)
+    return images

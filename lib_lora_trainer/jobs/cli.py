@@ -68,7 +68,11 @@ def parse_sets(items: list[str]) -> dict:
 
 def _service(args):
     from .service import JobService
-    return JobService(data_dir=getattr(args, "data_dir", None), lora_dir=getattr(args, "lora_dir", None))
+    from lib_lora_trainer.evaluate.auto import AutoTestHook
+
+    service = JobService(data_dir=getattr(args, "data_dir", None), lora_dir=getattr(args, "lora_dir", None))
+    service.hooks.add(AutoTestHook(service.data_dir))  # train then test (per job: test_after_training)
+    return service
 
 
 def job_json(job) -> dict:

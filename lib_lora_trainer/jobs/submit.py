@@ -41,6 +41,27 @@ def vram_report(config, model_type: str) -> dict:
             "warning": vram_warning(config, model_type, free) if free is not None else None}
 
 
+def hold_out(image_dir: Path, dest: Path, k: int) -> list[Path]:
+    """Move k prepared pictures (evenly spread, with their captions) out of training into `dest`."""
+    if k <= 0:
+        return []
+    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() != ".txt" and p.is_file())
+    if k >= len(images):
+        raise ValueError(f"holdout_images: {k} would leave no picture to train on ({len(images)} prepared); "
+                         f"use at most {len(images) - 1}")
+    step = len(images) / k
+    chosen = [images[int(i * step)] for i in range(k)]
+    dest.mkdir(parents=True, exist_ok=True)
+    moved = []
+    for img in chosen:
+        img.rename(dest / img.name)
+        caption = img.with_suffix(".txt")
+        if caption.is_file():
+            caption.rename(dest / caption.name)
+        moved.append(dest / img.name)
+    return moved
+
+
 def prepare_job(job_dir: Path, dataset_src, config, crop: str | None, settings: dict) -> dict:
     from lib_lora_trainer.config.arithmetic import total_steps
     from lib_lora_trainer.config.device import device_corrections
@@ -56,6 +77,7 @@ def prepare_job(job_dir: Path, dataset_src, config, crop: str | None, settings: 
     prepared = prepare_dataset(dataset_src, PrepareOptions(
         out=job_dir / "dataset", trigger=config.trigger, class_token=config.class_token, repeats=config.repeats,
         resolution=config.resolution, crop=crop or config.crop, trigger_in_captions=True))
+    held_out = hold_out(prepared.image_dir, job_dir / "holdout", int(config.holdout_images or 0))
     output_dir = job_dir / "output"
     output_dir.mkdir(exist_ok=True)
     tokenizer_cache = Path(settings.get("tokenizer_cache_dir") or (job_dir.parent.parent / "tokenizers"))
@@ -73,11 +95,12 @@ def prepare_job(job_dir: Path, dataset_src, config, crop: str | None, settings: 
         run = toml_read.loads(run_toml.read_text(encoding="utf-8"))
         run.update(extra)
         atomic.write_text(run_toml, tomli_w.dumps(run))
-    images = len(prepared.images)
+    images = len(prepared.images) - len(held_out)
     return {
         "model_type": info.model_type, "v_prediction": bool(info.v_prediction), "base_model": str(config.base_model),
         "output_dir": str(output_dir), "trigger": config.trigger, "num_images": images,
         "total_steps": total_steps(config, images), "skipped": prepared.skipped,
+        "held_out": [p.name for p in held_out],
         "corrections": [c.__dict__ if hasattr(c, "__dict__") else str(c) for c in corrections],
         "config": config.to_dict(), "problems": [p.to_dict() for p in prepared.report.problems],
         "vram": vram_report(config, info.model_type) if cuda else None,

@@ -1,0 +1,50 @@
+"""Annotated comparison grids: row labels (prompts), column labels (weights, samplers...), cells."""
+
+from __future__ import annotations
+
+import textwrap
+
+from PIL import Image, ImageDraw, ImageFont
+
+BG = (250, 250, 250)
+INK = (20, 20, 20)
+MISSING = (225, 225, 225)
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType sizing
+        return ImageFont.load_default()
+
+
+def make_grid(row_labels: list[str], col_labels: list[str], cells: list[list[Image.Image | None]],
+              cell: int = 128, title: str = "", label_width: int = 220) -> Image.Image:
+    """cells[r][c] is a PIL image or None (drawn as a grey 'n/a' box). Small images are scaled up
+    with NEAREST so pixels stay honest."""
+    if len(cells) != len(row_labels) or any(len(r) != len(col_labels) for r in cells):
+        raise ValueError(f"grid shape mismatch: {len(row_labels)} rows x {len(col_labels)} columns expected")
+    font, small = _font(14), _font(12)
+    title_h = 28 if title else 0
+    head_h = 34
+    w = label_width + cell * len(col_labels)
+    h = title_h + head_h + cell * len(row_labels)
+    img = Image.new("RGB", (w, h), BG)
+    d = ImageDraw.Draw(img)
+    if title:
+        d.text((8, 6), title, fill=INK, font=font)
+    for c, label in enumerate(col_labels):
+        d.text((label_width + c * cell + 4, title_h + 8), label, fill=INK, font=small)
+    for r, label in enumerate(row_labels):
+        y = title_h + head_h + r * cell
+        lines = textwrap.wrap(label, width=max(10, label_width // 7))[: max(1, cell // 15)]
+        d.multiline_text((6, y + 4), "\n".join(lines), fill=INK, font=small, spacing=2)
+        for c, im in enumerate(cells[r]):
+            x = label_width + c * cell
+            if im is None:
+                d.rectangle([x + 2, y + 2, x + cell - 3, y + cell - 3], fill=MISSING)
+                d.text((x + cell // 2 - 10, y + cell // 2 - 6), "n/a", fill=INK, font=small)
+                continue
+            resample = Image.Resampling.NEAREST if im.width <= cell else Image.Resampling.LANCZOS
+            img.paste(im.convert("RGB").resize((cell - 4, cell - 4), resample), (x + 2, y + 2))
+    return img

@@ -1,0 +1,227 @@
+"""Run an evaluation: generate every cell of the plan, score it, draw the grids, pick a preview,
+write the report. The renderer and scorers are injected, so the same code serves A1111,
+the standalone app, the CLI and the demo."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from lib_lora_trainer import atomic
+
+from .dataset_pairs import caption_pairs, load_images, spread
+from .grid import make_grid
+from .plan import EvalPlan, novel_prompts
+from .renderer import Renderer
+from .scoring import EvalContext
+from .verdict import Verdict, decide
+
+
+@dataclass
+class EvalTarget:
+    lora: Path
+    trigger: str
+    dataset_dir: Path | None = None          # prepared img/ folder: captions and pictures
+    class_token: str | None = None
+    holdout_dir: Path | None = None          # pictures kept out of training, for the memorisation check
+    preferred_weight: float | None = None
+
+    @property
+    def name(self) -> str:
+        return Path(self.lora).stem
+
+
+@dataclass
+class EvalResult:
+    target: dict
+    plan: dict
+    scores: list[dict] = field(default_factory=list)        # one row per cell
+    summary: dict = field(default_factory=dict)              # group -> weight -> metric -> mean
+    verdict: dict = field(default_factory=dict)
+    skipped_scorers: dict = field(default_factory=dict)     # name -> reason
+    identity: dict = field(default_factory=dict)
+    grids: dict = field(default_factory=dict)                # sweep -> png path
+    preview: str | None = None
+    seconds: float = 0.0
+
+
+def default_plan(target: EvalTarget, dataset_prompts: int = 3, **overrides) -> EvalPlan:
+    captions = []
+    if target.dataset_dir is not None:
+        captions = [c for _, c in spread([p for p in caption_pairs(target.dataset_dir) if p[1]], dataset_prompts)]
+    prompts = captions + novel_prompts(target.trigger, target.class_token)
+    return EvalPlan(prompts=prompts, novel_from=len(captions), **overrides)
+
+
+def _mean_rows(rows: list[dict]) -> dict[str, float]:
+    keys = sorted({k for r in rows for k in r})
+    return {k: round(sum(r[k] for r in rows if k in r) / sum(1 for r in rows if k in r), 4) for k in keys}
+
+
+class Evaluation:
+    def __init__(self, target: EvalTarget, plan: EvalPlan, out_dir: Path, renderer: Renderer, scorers: list,
+                 say=print):
+        plan.validate()
+        self.t, self.plan, self.out, self.renderer, self.say = target, plan, Path(out_dir), renderer, say
+        self.result = EvalResult(target={k: str(v) if isinstance(v, Path) else v for k, v in vars(target).items()},
+                                 plan={k: [str(x) for x in v] if isinstance(v, list) and k == "checkpoints"
+                                       else (str(v) if isinstance(v, Path) else v) for k, v in vars(plan).items()})
+        pairs = caption_pairs(target.dataset_dir) if target.dataset_dir else []
+        self.by_caption = {c: p for p, c in pairs}
+        holdout = [p for p, _ in caption_pairs(target.holdout_dir)] if target.holdout_dir else []
+        self.ctx = EvalContext(trigger=target.trigger, dataset_images=load_images([p for p, _ in pairs]),
+                               holdout_images=load_images(holdout))
+        self.scorers = []
+        for s in scorers:
+            reason = s.unavailable_reason(self.ctx)
+            if reason:
+                self.result.skipped_scorers[s.name] = reason
+            else:
+                self.scorers.append(s)
+        self.result.identity = dict(self.ctx.identity)
+
+    def _render(self, prompt, loras, sampler=None, steps=None):
+        p = self.plan
+        return self.renderer.images(prompt, p.seeds, loras, sampler=sampler or p.sampler, steps=steps or p.steps,
+                                    cfg_scale=p.cfg_scale, negative=p.negative, width=p.width, height=p.height)
+
+    def _score(self, images, prompt, base) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for s in self.scorers:
+            out.update(s.score(images, prompt, base, self.ctx))
+        if self.ctx.holdout_images and "dataset_colour_similarity" in out:
+            from .scoring import colour_histogram
+
+            import numpy as np
+
+            h = colour_histogram(images)
+            out["holdout_colour_similarity"] = round(float(np.minimum(h, colour_histogram(self.ctx.holdout_images)).sum()), 4)
+        return out
+
+    def run(self) -> EvalResult:
+        start = time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        grid_rows = self._weight_sweep(self.t.lora, "weights")
+        self._write_grid("weights", grid_rows)
+        self._summarise()
+        if self.plan.samplers:
+            self._axis_sweep("samplers", [(s, {"sampler": s}) for s in self.plan.samplers])
+        if self.plan.steps_sweep:
+            self._axis_sweep("steps", [(f"{n} steps", {"steps": n}) for n in self.plan.steps_sweep])
+        if self.plan.checkpoints:
+            self._checkpoint_sweep()
+        if self.plan.second_lora:
+            self._combination()
+        self.result.preview = str(self._write_preview())
+        self.result.seconds = round(time.perf_counter() - start, 1)
+        return self.result
+
+    # --- sweeps ---------------------------------------------------------------------
+
+    def _weight_sweep(self, lora: Path, label: str):
+        rows = []
+        for i, prompt in enumerate(self.plan.prompts):
+            group = "novel" if i >= self.plan.novel_from else "dataset"
+            base = self._render(prompt, [])  # the model alone, no LoRA loaded at all
+            cells = []
+            for w in self.plan.weights:
+                images = self._render(prompt, [(lora, w)])
+                scores = self._score(images, prompt, base)
+                row = {"sweep": label, "prompt": prompt, "group": group, "weight": w, **scores}
+                if w == 0:  # a LoRA at weight 0 must leave the model's output untouched, bit for bit
+                    row["equals_base"] = all(a.tobytes() == b.tobytes() for a, b in zip(images, base))
+                self.result.scores.append(row)
+                cells.append(images[0])
+                self.say(f"  {label}: prompt {i + 1}/{len(self.plan.prompts)} weight {w}: "
+                         + ", ".join(f"{k} {v}" for k, v in scores.items() if k in ("concept", "prompt_following",
+                                                                                   "change_vs_base")))
+            data_img = self.by_caption.get(prompt)
+            rows.append((prompt, [Image.open(data_img).convert("RGB") if data_img else None, *cells]))
+        return rows
+
+    def _axis_sweep(self, label: str, columns: list[tuple[str, dict]]):
+        weight = self._preview_weight()
+        rows = []
+        for prompt in self.plan.prompts[self.plan.novel_from:][:2] or self.plan.prompts[:1]:
+            cells = []
+            for col, kwargs in columns:
+                images = self._render(prompt, [(self.t.lora, weight)], **kwargs)
+                self.result.scores.append({"sweep": label, "prompt": prompt, "setting": col, "weight": weight,
+                                           **self._score(images, prompt, [])})
+                cells.append(images[0])
+            rows.append((prompt, cells))
+        self._write_grid(label, rows, [c for c, _ in columns])
+
+    def _checkpoint_sweep(self):
+        prompt = self.plan.prompts[self.plan.novel_from] if self.plan.novel_from < len(self.plan.prompts) else self.plan.prompts[0]
+        rows = []
+        base = self._render(prompt, [])
+        for ckpt in [*self.plan.checkpoints, self.t.lora]:
+            cells = []
+            for w in self.plan.weights:
+                images = base if w == 0 else self._render(prompt, [(Path(ckpt), w)])
+                self.result.scores.append({"sweep": "checkpoints", "prompt": prompt, "checkpoint": Path(ckpt).name,
+                                           "weight": w, **self._score(images, prompt, base)})
+                cells.append(images[0])
+            rows.append((Path(ckpt).name, cells))
+        self._write_grid("checkpoints", rows, [f"w={w}" for w in self.plan.weights])
+
+    def _combination(self):
+        weight, other, ow = self._preview_weight(), Path(self.plan.second_lora), self.plan.second_weight
+        columns = [("this LoRA", [(self.t.lora, weight)]), (other.stem, [(other, ow)]),
+                   ("both", [(self.t.lora, weight), (other, ow)])]
+        rows = []
+        for prompt in self.plan.prompts[self.plan.novel_from:][:2] or self.plan.prompts[:1]:
+            cells = []
+            for col, loras in columns:
+                images = self._render(prompt, loras)
+                self.result.scores.append({"sweep": "combine", "prompt": prompt, "setting": col,
+                                           **self._score(images, prompt, [])})
+                cells.append(images[0])
+            rows.append((prompt, cells))
+        self._write_grid("combine", rows, [c for c, _ in columns])
+
+    # --- outputs ----------------------------------------------------------------------
+
+    def _write_grid(self, label: str, rows, columns: list[str] | None = None):
+        if columns is None:
+            columns = ["dataset"] + [f"w={w}" for w in self.plan.weights]
+        img = make_grid([r for r, _ in rows], columns, [c for _, c in rows],
+                        title=f"{self.t.name}: {label} (seed {self.plan.seeds[0]}, {self.plan.sampler}, "
+                              f"{self.plan.steps} steps, cfg {self.plan.cfg_scale})")
+        path = self.out / f"grid_{label}.png"
+        with atomic.atomic_path(path) as tmp:
+            img.save(tmp, format="PNG")
+        self.result.grids[label] = str(path)
+
+    def _summarise(self):
+        for group in ("dataset", "novel"):
+            per_w = {}
+            for w in self.plan.weights:
+                rows = [{k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "weight"}
+                        for r in self.result.scores if r["sweep"] == "weights" and r["group"] == group and r["weight"] == w]
+                if rows:
+                    per_w[w] = _mean_rows(rows)
+            if per_w:
+                self.result.summary[group] = per_w
+        verdict: Verdict = decide(self.result.summary.get("novel", {}), self.result.summary.get("dataset", {}))
+        self.result.verdict = vars(verdict)
+
+    def _preview_weight(self) -> float:
+        if self.plan.preview_weight is not None:
+            return self.plan.preview_weight
+        if self.result.verdict.get("recommended_weight") is not None:
+            return float(self.result.verdict["recommended_weight"])
+        return self.t.preferred_weight or 1.0
+
+    def _write_preview(self) -> Path:
+        """`<lora stem>.preview.png` beside the LoRA: A1111's Lora tab shows it as the card image."""
+        prompt = self.plan.prompts[self.plan.novel_from] if self.plan.novel_from < len(self.plan.prompts) else self.plan.prompts[0]
+        image = self._render(prompt, [(self.t.lora, self._preview_weight())])[0]
+        path = Path(self.t.lora).with_suffix(".preview.png")
+        with atomic.atomic_path(path) as tmp:
+            image.resize((max(256, image.width), max(256, image.height)), Image.Resampling.NEAREST).save(tmp, format="PNG")
+        return path
