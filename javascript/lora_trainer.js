@@ -1,11 +1,72 @@
-// sd-webui-lora-trainer: browser-side helpers for the Train LoRA tab (loaded by A1111 for every page).
+// sd-webui-lora-trainer: browser-side helpers for the Train LoRA tab.
+// Inside A1111 this file is loaded for every page; standalone, the app runs it once on load.
+// Only elements with `lora_trainer_` ids are touched, plus A1111's own txt2img prompt and
+// Lora-tab refresh buttons.
 
-// Put `<lora:name:weight>, trigger` into txt2img's prompt and switch to that tab.
-// Uses A1111's own helpers (gradioApp, updateInput, switch_to_txt2img) from script.js / ui.js.
-function loraTrainerSendToTxt2img(text) {
-    const prompt = gradioApp().querySelector('#txt2img_prompt textarea');
-    if (!prompt) return;
-    prompt.value = prompt.value.trim() ? `${prompt.value.trim()}, ${text}` : text;
-    updateInput(prompt);
-    switch_to_txt2img();
-}
+(function () {
+    const POLL_MS = 1500;        // refresh pace while a page shows the tab
+    const STALL_MS = 10000;      // click again if an answer never came
+
+    function root() {
+        return typeof gradioApp === 'function' ? gradioApp() : document;
+    }
+
+    function visible(el) {
+        return !!el && el.offsetParent !== null && document.visibilityState === 'visible';
+    }
+
+    // Put `<lora:name:weight>, trigger` into txt2img's prompt and switch to that tab, with
+    // A1111's own helpers (updateInput, switch_to_txt2img) so gradio sees the change.
+    function loraTrainerSendToTxt2img(text) {
+        const prompt = root().querySelector('#txt2img_prompt textarea');
+        if (!prompt || !text) return [text];
+        prompt.value = prompt.value.trim() ? `${prompt.value.trim()}, ${text}` : text;
+        if (typeof updateInput === 'function') updateInput(prompt);
+        if (typeof switch_to_txt2img === 'function') switch_to_txt2img();
+        return [text];
+    }
+
+    // After a LoRA is installed: refresh A1111's Lora cards in txt2img and img2img (the hidden
+    // gradio buttons behind the extra-networks refresh control).
+    function refreshLoraTabs() {
+        for (const tab of ['txt2img', 'img2img']) {
+            const button = root().querySelector(`#${tab}_lora_extra_refresh_internal`);
+            if (button) button.click();
+        }
+    }
+
+    let lastStamp = null;
+    let lastClick = 0;
+    let lastInstalled = null;
+
+    function tick() {
+        const app = root();
+        const refresh = app.querySelector('#lora_trainer_refresh');
+        const tab = app.querySelector('#lora_trainer_tab_root');
+        const installed = app.querySelector('#lora_trainer_result [data-installed]');
+        const path = installed ? installed.getAttribute('data-installed') : null;
+        if (path && lastInstalled !== null && path !== lastInstalled) refreshLoraTabs();
+        if (path) lastInstalled = path;
+        else if (lastInstalled === null) lastInstalled = '';
+        if (!refresh || !visible(tab)) return;
+        const progress = app.querySelector('#lora_trainer_progress [data-stamp]');
+        const stamp = progress ? progress.getAttribute('data-stamp') : null;
+        const now = Date.now();
+        // One request at a time: click when the previous answer arrived (the stamp changed).
+        if (stamp !== lastStamp || now - lastClick > STALL_MS) {
+            lastStamp = stamp;
+            lastClick = now;
+            refresh.click();
+        }
+    }
+
+    function loraTrainerInit() {
+        if (window.loraTrainerTimer) return;
+        window.loraTrainerTimer = setInterval(tick, POLL_MS);
+    }
+
+    window.loraTrainerSendToTxt2img = loraTrainerSendToTxt2img;
+    window.loraTrainerInit = loraTrainerInit;
+    window.loraTrainerRefreshLoraTabs = refreshLoraTabs;
+    if (typeof onUiLoaded === 'function') onUiLoaded(loraTrainerInit);
+})();

@@ -1,0 +1,1 @@
+"""The Train LoRA tab (gradio 3.41 Blocks), built against a hosts.base.Host."""

@@ -1,0 +1,35 @@
+"""The tab's own options in A1111's Settings (section "Train LoRA"), as plain data: scripts/
+turns them into shared.OptionInfo, hosts/a1111.py reads them back by key. The trainer
+environment and VRAM options are read by hosts/a1111.py (trainer_settings, keep_model_loaded)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+SECTION = ("lora_trainer", "Train LoRA")
+
+
+class Setting(NamedTuple):
+    key: str
+    default: object
+    label: str
+    help: str
+    choices: tuple[str, ...] | None = None
+
+
+SETTINGS = (
+    Setting("lora_trainer_sd_scripts_path", "", "kohya sd-scripts folder (for the kohya engine)",
+            "A checkout of kohya-ss/sd-scripts; empty = the LORA_TRAINER_SD_SCRIPTS environment variable."),
+    Setting("lora_trainer_default_engine", "builtin", "Default training engine",
+            "builtin: this extension's trainer; kohya: sd-scripts (needs the folder above).", ("builtin", "kohya")),
+    Setting("lora_trainer_trainer_python", "", "Trainer environment (Python executable)",
+            "The python of an environment with torch, diffusers, peft and accelerate (e.g. a kohya_ss venv's "
+            "bin/python); empty = the environment the extension creates on first use."),
+    Setting("lora_trainer_lora_dir", "", "Lora output folder override",
+            "Where trained LoRAs are installed; empty = A1111's Lora folder (--lora-dir)."),
+    Setting("lora_trainer_free_model", True, "Move A1111's model out of VRAM while training",
+            "Unloads the checkpoint to RAM while a job trains on its GPU and loads it back afterwards; off = "
+            "keep it loaded (needs VRAM for both; txt2img keeps working)."),
+)
+
+DEFAULTS = {s.key: s.default for s in SETTINGS}

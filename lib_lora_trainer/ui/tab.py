@@ -1,0 +1,38 @@
+"""The Train LoRA tab: one gradio 3.41 Blocks built against a Host (A1111 or standalone)."""
+
+from __future__ import annotations
+
+from . import dataset_section, params_section, result_section, train_section
+
+TITLE = "Train LoRA"
+ELEM_ID = "lora_trainer"
+
+
+def build_tab(host, default_preset: str = params_section.DEFAULT_PRESET):
+    """The tab's Blocks. Every elem id starts with `lora_trainer_`; the browser script
+    (javascript/lora_trainer.js) drives the live refresh and the A1111 integrations."""
+    import gradio as gr
+
+    fields: dict = {}   # config field name -> component, filled by the sections
+    with gr.Blocks(analytics_enabled=False, elem_id="lora_trainer_root") as blocks:
+        with gr.Column(elem_id="lora_trainer_tab_root"):
+            with gr.Accordion("1. Dataset", open=True, elem_id="lora_trainer_section_dataset"):
+                dataset = dataset_section.build(host, fields)
+            with gr.Accordion("2. Model and parameters", open=True, elem_id="lora_trainer_section_params"):
+                params = params_section.build(host, fields, default_preset)
+            with gr.Accordion("3. Train", open=True, elem_id="lora_trainer_section_train"):
+                train = train_section.build(host)
+            with gr.Accordion("4. Result", open=True, elem_id="lora_trainer_section_result"):
+                result = result_section.build(host)
+
+        names = params_section.form_names()
+        comps = [fields[n] for n in names]
+        params_section.wire(host, fields, params, dataset["num_images"])
+        dataset["prepare_btn"].click(
+            lambda folder, trig, cls, res, crop, rep: dataset_section.run_prepare(
+                folder, trig, cls, res, crop, rep, dataset["prepared_root"]),
+            [dataset["src"], fields["trigger"], fields["class_token"], fields["resolution"], fields["crop"],
+             fields["repeats"]], [dataset["prepare_out"]])
+        train_section.wire(host, train, result,
+                           [dataset["src"], params["checkpoint"], params["preset"], *comps], names)
+    return blocks
