@@ -166,6 +166,10 @@ def extract_zip_safely(zip_path, dest_dir, limits: ZipLimits = ZipLimits()) -> l
     except UnsafeArchiveError:
         _empty(dest)
         raise
+    except UnicodeDecodeError as exc:  # an entry flagged UTF-8 whose name is not UTF-8
+        _empty(dest)
+        raise _fail(zip_path, None, f"has a file name flagged as UTF-8 that is not UTF-8 ({exc.reason})",
+                    "re-create the zip with a tool that writes UTF-8 names (e.g. 7-Zip, Info-ZIP)") from exc
     except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as exc:
         _empty(dest)
         raise _fail(zip_path, None, f"is not a valid zip archive or is corrupt ({exc})",

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import lib_lora_trainer
 
 from .base import (EngineStatus, JobLaunch, LaunchSpec, accelerate_launch_args, config_args,
-                   interpreter_problem, probe_python, trainer_python)
+                   interpreter_problem, probe_python)
 
 TRAIN_MODULE = "lib_lora_trainer.engines.builtin.train"
 # The repository root: the folder that holds the lib_lora_trainer package.
@@ -27,7 +27,13 @@ class BuiltinEngine:
 
     @property
     def python(self) -> str:
-        return trainer_python(self.settings)
+        return self.interpreter().python
+
+    def interpreter(self):
+        """The trainer's interpreter: the user's Python, the managed venv (or, on its first use, a
+        launcher that creates it), else this one (trainer_env/choose.py)."""
+        from lib_lora_trainer.trainer_env.choose import choose_interpreter
+        return choose_interpreter(self.settings)
 
     def capabilities(self) -> set[str]:
         return {"sd1", "sd2", "sdxl", "tiny_models", "resume", "samples", "torch_compile", "multi_gpu"}
@@ -37,15 +43,24 @@ class BuiltinEngine:
                 "TOKENIZERS_PARALLELISM": "false"}
 
     def command(self, launch: JobLaunch) -> LaunchSpec:
-        argv = [self.python, *accelerate_launch_args(launch), "-m", TRAIN_MODULE, *config_args(launch)]
+        argv = [*self.interpreter().prefix, *accelerate_launch_args(launch), "-m", TRAIN_MODULE,
+                *config_args(launch)]
         return LaunchSpec(argv=argv, env=self.env(), cwd=str(Path(launch.job_dir).absolute()))
 
     def extra_run_keys(self, launch: JobLaunch) -> dict[str, Any]:
         return {}  # the builtin trainer prints plain lines and ships its own tokenizer
 
     def status(self, refresh: bool = False) -> EngineStatus:
-        python = self.python
-        common = dict(version=lib_lora_trainer.__version__, path=str(REPO_ROOT), python=python)
+        from lib_lora_trainer.trainer_env.plan import TrainerEnvError
+        common = dict(version=lib_lora_trainer.__version__, path=str(REPO_ROOT))
+        try:
+            chosen = self.interpreter()
+        except TrainerEnvError as exc:
+            return EngineStatus(False, reason=str(exc), **common)
+        python = chosen.python
+        common["python"] = python
+        if chosen.source == "managed-on-first-use":  # made by the first job, its progress in the job's log
+            return EngineStatus(True, **common)
         problem = interpreter_problem(python)
         if problem:
             return EngineStatus(False, reason=f"trainer Python {problem}. Set the trainer Python setting or "

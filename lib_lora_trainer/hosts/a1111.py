@@ -9,6 +9,9 @@ import os
 from pathlib import Path
 
 from lib_lora_trainer import paths
+from lib_lora_trainer.trainer_env import host_deps
+
+host_deps.activate()  # <extension>/.deps, filled by install.py: tomli-w etc. without touching A1111's venv
 
 
 def _cmd_opts():
@@ -43,6 +46,76 @@ def dataset_roots() -> list[Path]:
     return roots
 
 
+def checkpoint_dirs() -> list[Path]:
+    """Where A1111 looks for base checkpoints: --ckpt-dir (if given), then models/Stable-diffusion."""
+    from modules import sd_models
+    dirs = [Path(d) for d in (getattr(_cmd_opts(), "ckpt_dir", None), sd_models.model_path) if d]
+    return list(dict.fromkeys(dirs))
+
+
+# ---- settings (registered by scripts/ from ui/settings_spec.py; read here by key) ----------
+OPT_FREE_MODEL = "lora_trainer_free_model"          # False = keep A1111's model in VRAM while training
+OPT_TRAINER_PYTHON = "lora_trainer_trainer_python"
+
+
+def _opt(key: str, default):
+    from modules import shared
+    return getattr(shared.opts, key, default)
+
+
+def keep_model_loaded() -> bool:
+    if os.environ.get("LORA_TRAINER_KEEP_MODEL_LOADED", "").lower() in ("1", "true", "yes"):
+        return True
+    return not bool(_opt(OPT_FREE_MODEL, True))
+
+
+def trainer_settings() -> dict:
+    """Engine settings inside A1111: the user's trainer Python, else the venv the extension manages
+    (created on first use; not with --skip-install, which promises no pip runs)."""
+    return {"trainer_python": str(_opt(OPT_TRAINER_PYTHON, "") or ""),
+            "trainer_env_dir": str(data_dir() / "trainer-env"),
+            "trainer_env_install": not bool(getattr(_cmd_opts(), "skip_install", False)),
+            "validate_trainer_python": True}
+
+
+# ---- VRAM hand-off (logic in hosts/vram_handoff.py) ---------------------------------------
+def unload_sd_model() -> bool:
+    """A1111's model to RAM (Settings > Actions "Unload SD checkpoint to RAM"); False if none loaded.
+    sd_models.model_data.sd_model, not shared.sd_model: that property would load a model first."""
+    from modules import sd_models
+    model = sd_models.model_data.sd_model
+    if model is None:
+        return False
+    sd_models.unload_model_weights(model)
+    return True
+
+
+def reload_sd_model() -> None:
+    """Back to its device ("Load SD checkpoint to VRAM"); reload_model_weights would return early
+    because the same checkpoint counts as loaded."""
+    from modules import sd_models
+    model = sd_models.model_data.sd_model
+    if model is not None:
+        sd_models.send_model_to_device(model)
+
+
+def sd_model_gpu() -> str | None:
+    """The CUDA index A1111 generates on ("cuda" alone is the current device, 0), else None."""
+    from modules import devices
+    device = getattr(devices, "device", None)
+    if getattr(device, "type", None) != "cuda":
+        return None
+    return str(device.index if device.index is not None else 0)
+
+
+def vram_handoff_hooks():
+    from modules.call_queue import queue_lock
+
+    from .vram_handoff import VramHandoff, VramHandoffHooks
+    return VramHandoffHooks(VramHandoff(unload_sd_model, reload_sd_model, host_gpu=sd_model_gpu,
+                                        keep_loaded=keep_model_loaded, lock=queue_lock))
+
+
 _service = None
 
 
@@ -52,7 +125,11 @@ def job_service():
     global _service
     if _service is None:
         from lib_lora_trainer.jobs.service import JobService
-        _service = JobService(data_dir(), lora_dir())
+        from .a1111_renderer import A1111AutoTest
+
+        # Order matters: the VRAM hand-off brings A1111's model back before the test generates with it.
+        _service = JobService(data_dir(), lora_dir(), settings=trainer_settings(),
+                              hooks=[vram_handoff_hooks(), A1111AutoTest()])
         _service.start_background()
     return _service
 
@@ -64,3 +141,69 @@ def mount_api(app) -> None:
     service = job_service()
     mount(app, service, dataset_roots=dataset_roots(), upload_dir=data_dir() / "uploads",
           auth=parse_credentials(api_auth()) or None)
+
+
+class A1111Host:
+    """The Host (hosts/base.py) inside A1111: its checkpoints, interrogators and Lora list. The
+    VRAM hand-off is the job service's hook (vram_handoff_hooks above)."""
+
+    name = "a1111"
+    txt2img_available = True
+
+    @staticmethod
+    def _opt(key: str):
+        from lib_lora_trainer.ui.settings_spec import DEFAULTS
+        return _opt(key, DEFAULTS.get(key))
+
+    def lora_dir(self) -> Path:
+        override = str(self._opt("lora_trainer_lora_dir") or "").strip()
+        return Path(override) if override else lora_dir()
+
+    def data_dir(self) -> Path:
+        return data_dir()
+
+    def checkpoints(self) -> list[tuple[str, str]]:
+        from modules import sd_models
+        return [(title, info.filename) for title, info in sd_models.checkpoints_list.items()]
+
+    def refresh_checkpoints(self) -> None:
+        from modules import shared
+        shared.refresh_checkpoints()
+
+    def captioners(self) -> dict:
+        from modules import deepbooru, shared
+        return {"BLIP (interrogate)": shared.interrogator.interrogate, "DeepBooru": deepbooru.model.tag}
+
+    def job_service(self):
+        service = job_service()
+        service.settings.update(self.settings())   # the same dict the service's lifecycle reads
+        service.lora_dir = self.lora_dir()
+        return service
+
+    def after_install(self, path) -> None:
+        import sys
+        networks = sys.modules.get("networks")   # the builtin Lora extension's module
+        if networks is not None:
+            networks.list_available_networks()
+
+    def dataset_roots(self) -> list[Path]:
+        return dataset_roots()
+
+    def settings(self) -> dict:
+        out = dict(trainer_settings())
+        out["default_engine"] = self._opt("lora_trainer_default_engine") or "builtin"
+        scripts_path = str(self._opt("lora_trainer_sd_scripts_path") or "").strip()
+        if scripts_path:
+            out["sd_scripts_path"] = scripts_path
+        return out
+
+
+_host = None
+
+
+def host() -> A1111Host:
+    """One host per A1111 process (kept across "Reload UI", like the job service)."""
+    global _host
+    if _host is None:
+        _host = A1111Host()
+    return _host

@@ -13,6 +13,7 @@ import tomli_w
 from lib_lora_trainer import atomic, toml_read
 
 from . import states as S
+from .hooks import as_composite
 from .processes import alive, start_supervised, stop_group
 from .store import Job, JobStore
 from .supervise import read_exit
@@ -23,10 +24,11 @@ RUN_TOML, RESUME_TOML, DATASET_TOML = "run.toml", "run.resume.toml", "dataset.to
 
 
 class Lifecycle:
-    def __init__(self, store: JobStore, lora_dir: Path, settings: dict):
+    def __init__(self, store: JobStore, lora_dir: Path, settings: dict, hooks=None):
         self.store = store
         self.lora_dir = lora_dir
         self.settings = settings
+        self.hooks = as_composite(hooks)  # jobs/hooks.py: before_start / after_end
         self.trackers: dict[str, LogTracker] = {}
 
     # ---- launch ---------------------------------------------------------------------------
@@ -38,6 +40,7 @@ class Lifecycle:
         plan = json.loads((folder / "plan.json").read_text(encoding="utf-8"))
         run_toml = folder / (RESUME_TOML if job.resume_from else RUN_TOML)
         (folder / CANCEL_FLAG).unlink(missing_ok=True)
+        hooked = False
         try:
             engine = get_engine(job.engine, self.settings)
             cfg = job.config
@@ -46,10 +49,14 @@ class Lifecycle:
                 v_prediction=plan.get("v_prediction", False), num_processes=int(cfg.get("num_processes") or 1),
                 mixed_precision=cfg.get("mixed_precision", "no"), gpu_ids=cfg.get("gpu_ids"),
                 num_cpu_threads_per_process=int(cfg.get("num_cpu_threads_per_process") or 2), job_dir=folder))
+            self.hooks.before_start(job)
+            hooked = True
             pid = start_supervised(folder, spec.argv, spec.full_env(), spec.cwd)
         except Exception as exc:
             self.store.update(job.id, state=S.FAILED, error_kind="launch", error=f"{type(exc).__name__}: {exc}",
                               finished_at=time.time())
+            if hooked:
+                self.hooks.after_end(self.store.get(job.id))
             return
         atomic.write_text(folder / "command.json", json.dumps({"argv": spec.argv, "cwd": spec.cwd}, indent=2))
         self.trackers.pop(job.id, None)
@@ -75,6 +82,7 @@ class Lifecycle:
                 return  # another process finished it first
             tracker.finish()
             self._finish(current, tracker, read_exit(job.folder))
+        self.hooks.after_end(self.store.get(job.id))  # every _finish path ends in a terminal state
 
     def _finish(self, job: Job, tracker: LogTracker, exit_info: dict | None) -> None:
         from .progress import classify_exit
@@ -82,6 +90,11 @@ class Lifecycle:
         progress = _merge(job.progress, tracker.progress_dict())
         cancelled = (job.folder / CANCEL_FLAG).exists()
         now = time.time()
+        if exit_info is None and cancelled:
+            # Cancelled so early that the supervisor died of the signal before it could record an exit.
+            self.store.update(job.id, state=S.CANCELLED, progress=progress, finished_at=now, error_kind="cancelled",
+                              error="stopped by the user before training started; resume starts it again")
+            return
         if exit_info is None:
             # The supervisor itself is gone (killed with its group, machine restarted...).
             self.store.update(job.id, state=S.INTERRUPTED, progress=progress, finished_at=now,

@@ -25,14 +25,15 @@ class SubmitError(ValueError):
 
 class JobService:
     def __init__(self, data_dir: str | Path | None = None, lora_dir: str | Path | None = None,
-                 settings: dict | None = None):
+                 settings: dict | None = None, hooks=None):
         self.data_dir = paths.data_dir(data_dir)
         self.jobs_root = self.data_dir / "jobs"
         self.jobs_root.mkdir(exist_ok=True)
         self.lora_dir = Path(lora_dir) if lora_dir else self.data_dir / "Lora"
         self.settings = dict(settings or {})
         self.store = JobStore(self.data_dir / "jobs.sqlite3")
-        self.lifecycle = Lifecycle(self.store, self.lora_dir, self.settings)
+        self.lifecycle = Lifecycle(self.store, self.lora_dir, self.settings, hooks=hooks)
+        self.hooks = self.lifecycle.hooks  # jobs/hooks.CompositeHooks: add() more hooks later
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
