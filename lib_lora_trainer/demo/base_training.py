@@ -116,7 +116,8 @@ def train_vae(images: torch.Tensor, plan: BaseTrainingPlan, log: BaseTrainingLog
     opt = torch.optim.AdamW(vae.parameters(), lr=plan.vae_lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(plan.warmup, plan.vae_steps))
     gen = torch.Generator().manual_seed(plan.seed + 1)
-    train = images[:-256]
+    held = min(256, len(images) // 4)  # held back to measure reconstruction
+    train = images[:-held]
     running = []
     for step in range(plan.vae_steps):
         idx = torch.randint(0, len(train), (plan.vae_batch,), generator=gen)
@@ -137,7 +138,7 @@ def train_vae(images: torch.Tensor, plan: BaseTrainingPlan, log: BaseTrainingLog
             running = []
     vae.eval()
     with torch.no_grad():
-        test = images[-256:]
+        test = images[-held:]
         recon = vae.decode(vae.encode(test).latent_dist.mean).sample
         log.vae_reconstruction_l1 = round(float((recon - test).abs().mean() / 2), 5)
     return vae

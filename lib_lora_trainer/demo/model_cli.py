@@ -9,7 +9,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from .base_training import BaseTrainingPlan, train_base_model
-from .demo_model import ASSETS, MODEL_NAME, install_demo_model, save_demo_model
+from .demo_model import ASSETS, MODEL_NAME, SHIPPED_MODEL, install_demo_model, save_demo_model
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=run_scorer)
     i = verbs.add_parser("install", help="copy the shipped model into a models folder with its config files")
     i.add_argument("models_dir", type=Path)
-    i.set_defaults(func=lambda a: print(install_demo_model(a.models_dir)) or 0)
+    i.add_argument("--source", type=Path, default=SHIPPED_MODEL, help="a built cartoon64 file (default: the shipped one)")
+    i.set_defaults(func=lambda a: print(install_demo_model(a.models_dir, a.source)) or 0)
 
 
 def run_build(args: argparse.Namespace) -> int:

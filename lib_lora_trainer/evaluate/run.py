@@ -123,9 +123,11 @@ class Evaluation:
 
     def _weight_sweep(self, lora: Path, label: str):
         rows = []
+        # The model alone, no LoRA loaded at all, for every prompt first: the LoRA is then loaded once.
+        bases = [self._render(prompt, []) for prompt in self.plan.prompts]
         for i, prompt in enumerate(self.plan.prompts):
             group = "novel" if i >= self.plan.novel_from else "dataset"
-            base = self._render(prompt, [])  # the model alone, no LoRA loaded at all
+            base = bases[i]
             cells = []
             for w in self.plan.weights:
                 images = self._render(prompt, [(lora, w)])

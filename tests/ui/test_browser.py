@@ -83,7 +83,7 @@ def test_a_training_day_in_the_browser(browser, ui_server, shoot, tmp_path):
     page.click("#lora_trainer_advanced .label-wrap")
     page.fill("#lora_trainer_cfg_sample_prompts textarea", f"{DEMO_TRIGGER}, woman --w 64 --h 64 --s 4")
     page.fill("#lora_trainer_cfg_sample_every_n_steps textarea", "100")
-    page.locator("#lora_trainer_plan :text('16 images x 25 repeats x 2 epochs / batch 4 = 200 steps')").wait_for()
+    page.locator("#lora_trainer_plan :text('16 images x 25 repeats x 2 epochs / batch 4 = 200 steps')").wait_for(timeout=90_000)
     shoot(page, "04-params")
 
     # 5. start: the step counter moves
