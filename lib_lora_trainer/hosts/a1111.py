@@ -11,7 +11,10 @@ from pathlib import Path
 from lib_lora_trainer import paths
 from lib_lora_trainer.trainer_env import host_deps
 
-host_deps.activate()  # <extension>/.deps, filled by install.py: tomli-w etc. without touching A1111's venv
+# <extension>/.deps, filled by install.py: tomli-w etc. without touching A1111's venv. Activated again
+# at every entry point: A1111's load_scripts() restores its saved sys.path after each script file,
+# which drops an entry added while this module was first imported (seen in a real A1111 1.10.1).
+host_deps.activate()
 
 
 def _cmd_opts():
@@ -123,6 +126,7 @@ def job_service():
     """One JobService per A1111 process, kept across "Reload UI" (scripts/ is re-executed then,
     this package module is not) with its background job loop running."""
     global _service
+    host_deps.activate()
     if _service is None:
         from lib_lora_trainer.jobs.service import JobService
         from .a1111_renderer import A1111AutoTest
@@ -135,6 +139,7 @@ def job_service():
 
 
 def mount_api(app) -> None:
+    host_deps.activate()
     from lib_lora_trainer.api.app import mount
     from lib_lora_trainer.api.auth import parse_credentials
 
@@ -204,6 +209,7 @@ _host = None
 def host() -> A1111Host:
     """One host per A1111 process (kept across "Reload UI", like the job service)."""
     global _host
+    host_deps.activate()
     if _host is None:
         _host = A1111Host()
     return _host

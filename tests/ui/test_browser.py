@@ -77,6 +77,9 @@ def test_a_training_day_in_the_browser(browser, ui_server, shoot, tmp_path):
     assert page.input_value("#lora_trainer_checkpoint input") == ui_server["model"].name
     _select(page, "lora_trainer_preset", "cpu-tiny")
     page.wait_for_function("() => document.querySelector('#lora_trainer_cfg_resolution input').value === '64'")
+    # The preset fills the sections in more than one event: wait for its last value before typing.
+    page.wait_for_function("() => document.querySelector('#lora_trainer_plan').innerText.includes('x 2 repeats')",
+                           timeout=60_000)
     page.fill("#lora_trainer_cfg_name textarea", NAME)
     page.fill("#lora_trainer_cfg_repeats input", "25")
     page.locator("#lora_trainer_cfg_repeats input").press("Tab")
