@@ -221,3 +221,22 @@ def test_exec_launcher_runs_the_venv_python_and_reports_errors(bridged_env, tmp_
                             capture_output=True, text=True, env=environ, timeout=120)
     assert broken.returncode == 2 and "[trainer-env] error: /no/such/python does not exist" in broken.stderr
     assert not (tmp_path / "new-env").exists()
+
+
+def test_a1111_entry_points_put_deps_back_on_sys_path(tmp_path, monkeypatch):
+    """A1111's load_scripts() restores its saved sys.path after each script file, dropping the
+    .deps entry added at import (seen in a real A1111 1.10.1): every entry point adds it again."""
+    import sys
+
+    from lib_lora_trainer.hosts import a1111
+    from lib_lora_trainer.trainer_env import host_deps
+
+    deps = tmp_path / ".deps"
+    deps.mkdir()
+    monkeypatch.setattr(host_deps, "DEPS_DIR", deps)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(deps)])
+    monkeypatch.setattr(a1111, "_host", object())  # an existing host: no A1111 needed
+    a1111.host()
+    assert sys.path[-1] == str(deps)
+    a1111.host()
+    assert sys.path.count(str(deps)) == 1

@@ -46,8 +46,9 @@ def pip_args(requirements: list[str], deps_dir: Path = DEPS_DIR) -> list[str]:
             *requirements]
 
 
-def activate(deps_dir: Path = DEPS_DIR) -> None:
+def activate(deps_dir: Path | None = None) -> None:
     """Make the private folder importable (appended: the host's own packages come first)."""
+    deps_dir = DEPS_DIR if deps_dir is None else deps_dir
     folder = str(deps_dir)
     if deps_dir.is_dir() and folder not in sys.path:
         sys.path.append(folder)
