@@ -17,10 +17,11 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from pypi_helpers import pypi_reachable
 
 ROOT = Path(__file__).resolve().parent.parent
 A1111_PINS = ["gradio==3.41.2", "fastapi==0.94.0", "transformers==4.30.2", "accelerate==0.21.0",
@@ -71,14 +72,6 @@ def run_pip(command, desc=None, live=False):
     return run(f'"{python}" -m pip {command} --prefer-binary{index_url_line}', desc=f"Installing {desc}",
                errdesc=f"Couldn't install {desc}", live=live)
 '''
-
-
-def pypi_reachable() -> bool:
-    try:
-        with urllib.request.urlopen("https://pypi.org/simple/tomli-w/", timeout=15) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def run(argv, **kw) -> subprocess.CompletedProcess:

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,17 +25,11 @@ from lib_lora_trainer.trainer_env.probe import probe
 from lib_lora_trainer.trainer_env.requirements import ENV_TXT, trainer_requirements
 from lib_lora_trainer.trainer_env.user_python import check_user_python
 
+from pypi_helpers import pypi_reachable
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = sys.executable                                     # has torch 2.13 (the project's test venv)
 BARE = getattr(sys, "_base_executable", sys.executable)   # the interpreter it was made from: no torch
-
-
-def pypi_reachable() -> bool:
-    try:
-        with urllib.request.urlopen("https://pypi.org/simple/tomli-w/", timeout=15) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def host_has_torch() -> Path:

@@ -9,6 +9,8 @@ The VAE downsamples 4x (not 8x) so a 64 px picture has 16x16 latents: enough roo
 
 from __future__ import annotations
 
+from lib_lora_trainer.models.tiny import TINY_TEXT_ENCODER
+
 RESOLUTION = 64
 LATENT_SIZE = 16
 
@@ -52,25 +54,8 @@ def vae_config(scaling_factor: float) -> dict:
     }
 
 
-TEXT_ENCODER = {
-    "architectures": ["CLIPTextModel"],
-    "attention_dropout": 0.0,
-    "bos_token_id": 49406,
-    "eos_token_id": 49407,
-    "hidden_act": "quick_gelu",
-    "hidden_size": 64,
-    "initializer_factor": 1.0,
-    "initializer_range": 0.02,
-    "intermediate_size": 256,
-    "layer_norm_eps": 1e-05,
-    "max_position_embeddings": 77,
-    "model_type": "clip_text_model",
-    "num_attention_heads": 2,
-    "num_hidden_layers": 3,
-    "pad_token_id": 49407,
-    "projection_dim": 64,
-    "vocab_size": 49408,
-}
+# The tiny test model's CLIP text encoder (full vocabulary, width 64), one layer deeper and wider.
+TEXT_ENCODER = {**TINY_TEXT_ENCODER, "intermediate_size": 256, "num_hidden_layers": 3}
 
 
 def overrides(scaling_factor: float) -> dict[str, dict]:

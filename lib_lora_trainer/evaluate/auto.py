@@ -51,6 +51,11 @@ def start_test(job, data_dir: Path, sweep: str = "weights", python: str | None =
     return proc
 
 
+def wants_test(job) -> bool:
+    """A succeeded, installed job whose config keeps test_after_training on (the default)."""
+    return job.state == "succeeded" and bool(job.installed_path) and job.config.get("test_after_training", True)
+
+
 class AutoTestHook:
     """A job hook: after a job ends as succeeded, test it (unless the job's config says not to)."""
 
@@ -61,5 +66,5 @@ class AutoTestHook:
         pass
 
     def after_end(self, job) -> None:
-        if job.state == "succeeded" and job.config.get("test_after_training", True) and job.installed_path:
+        if wants_test(job):
             start_test(job, self.data_dir, python=self.python)

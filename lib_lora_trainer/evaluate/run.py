@@ -92,13 +92,6 @@ class Evaluation:
         out: dict[str, float] = {}
         for s in self.scorers:
             out.update(s.score(images, prompt, base, self.ctx))
-        if self.ctx.holdout_images and "dataset_colour_similarity" in out:
-            from .scoring import colour_histogram
-
-            import numpy as np
-
-            h = colour_histogram(images)
-            out["holdout_colour_similarity"] = round(float(np.minimum(h, colour_histogram(self.ctx.holdout_images)).sum()), 4)
         return out
 
     def run(self) -> EvalResult:

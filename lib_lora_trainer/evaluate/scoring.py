@@ -17,6 +17,14 @@ class EvalContext:
     dataset_images: list[Image.Image]                 # what the LoRA was trained on (or a sample)
     holdout_images: list[Image.Image] = field(default_factory=list)
     identity: dict[str, str] = field(default_factory=dict)  # filled by scorers that can read one
+    _histograms: dict = field(default_factory=dict, repr=False)
+
+    def histogram(self, which: str) -> np.ndarray:
+        """Colour histogram of the dataset or holdout pictures, computed once per evaluation."""
+        if which not in self._histograms:
+            images = self.dataset_images if which == "dataset" else self.holdout_images
+            self._histograms[which] = colour_histogram(images)
+        return self._histograms[which]
 
 
 class Scorer(Protocol):
@@ -64,9 +72,10 @@ class ImageStatsScorer:
             "seed_diversity": round(float(np.abs(a[:, None] - a[None]).mean() * len(a) / max(1, len(a) - 1)), 4)
             if len(a) > 1 else 0.0,
         }
-        if ctx.dataset_images:
-            h = colour_histogram(images)
-            out["dataset_colour_similarity"] = round(float(np.minimum(h, colour_histogram(ctx.dataset_images)).sum()), 4)
+        h = colour_histogram(images)
+        for which, pictures in (("dataset", ctx.dataset_images), ("holdout", ctx.holdout_images)):
+            if pictures:
+                out[f"{which}_colour_similarity"] = round(float(np.minimum(h, ctx.histogram(which)).sum()), 4)
         return out
 
 

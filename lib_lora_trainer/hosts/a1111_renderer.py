@@ -50,7 +50,9 @@ class A1111AutoTest:
     def after_end(self, job) -> None:
         import threading
 
-        if job.state == "succeeded" and job.config.get("test_after_training", True) and job.installed_path:
+        from lib_lora_trainer.evaluate.auto import wants_test
+
+        if wants_test(job):
             threading.Thread(target=self._run, args=(job,), daemon=True, name=f"lora-trainer-test-{job.id}").start()
 
     def _run(self, job) -> None:

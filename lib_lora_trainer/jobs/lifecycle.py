@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import tomli_w
 
 from lib_lora_trainer import atomic, toml_read
+from lib_lora_trainer.file_lock import file_lock
 
 from . import states as S
 from .hooks import as_composite
@@ -76,7 +76,7 @@ class Lifecycle:
         if exit_info is None and alive(job.pid):
             self.store.update(job.id, progress=_merge(job.progress, tracker.progress_dict()))
             return
-        with _file_lock(job.folder / ".finalize.lock"):
+        with file_lock(job.folder / ".finalize.lock"):
             current = self.store.get(job.id)
             if current is None or current.state != S.RUNNING or current.pid != job.pid:
                 return  # another process finished it first
@@ -197,18 +197,3 @@ def latest_state(output_dir: Path, name: str) -> Path | None:
         if step > best_step:
             best, best_step = folder, step
     return best
-
-
-@contextmanager
-def _file_lock(path: Path):
-    try:
-        import fcntl
-    except ImportError:  # Windows: one service process per data dir is the rule there
-        yield
-        return
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -11,9 +11,10 @@ import shutil
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Sequence
+
+from lib_lora_trainer.file_lock import file_lock
 
 from .plan import BRIDGE_PTH, EnvPlan, TrainerEnvError, make_plan, venv_python
 from .requirements import ENV_TXT
@@ -67,7 +68,7 @@ class ManagedEnv:
         """The venv's python, creating the venv first if needed (one creator at a time)."""
         if self.ready():
             return self.python
-        with _lock(self.env_dir.with_name(self.env_dir.name + ".lock")):
+        with file_lock(self.env_dir.with_name(self.env_dir.name + ".lock")):
             if self.ready():  # another process made it while we waited
                 return self.python
             self._create(progress)
@@ -120,19 +121,3 @@ def _site_packages(python: Path) -> Path:
     if done.returncode != 0:
         raise TrainerEnvError(f"the new venv's Python {python} does not run: {done.stderr.strip()[-300:]}")
     return Path(done.stdout.strip())
-
-
-@contextmanager
-def _lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows: one creator per data dir is the rule there
-        yield
-        return
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
