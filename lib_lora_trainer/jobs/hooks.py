@@ -6,8 +6,10 @@ The contract, kept by jobs/lifecycle.py:
   supervised training process is started (the job row is already RUNNING).
 - `after_end(job)` is called once for every job whose `before_start` was called, when it reaches a
   terminal state (succeeded - after the LoRA was installed -, failed, cancelled or interrupted),
-  with the final row; also when the launch itself failed. A job that never launched (cancelled
-  while queued, failed while preparing) gets neither call.
+  with the final row; also when the launch itself failed, and when a resume finds the run had
+  already trained every step and only installs it (after_end alone: hooks must accept an
+  after_end without a before_start). A job that never launched (cancelled while queued, failed
+  while preparing) gets neither call.
 - If another process (e.g. the `jobs` CLI) finalises a job first, the hooks run there, not here.
 
 Standard library only: this runs inside A1111's web process.

@@ -14,13 +14,16 @@ from lib_lora_trainer.file_lock import file_lock
 
 from . import states as S
 from .hooks import as_composite
-from .processes import alive, start_supervised, stop_group
-from .store import Job, JobStore
-from .supervise import read_exit
+from .processes import (SUPERVISOR_PID, alive, identity_alive, last_supervisor_output, read_pid, reap_children,
+                        start_supervised, stop_group)
+from .store import Job, JobStore, StaleStateError
+from .supervise import EXITCODE, read_exit
 from .tracking import LogTracker
 
 CANCEL_FLAG = "cancel.requested"
 RUN_TOML, RESUME_TOML, DATASET_TOML = "run.toml", "run.resume.toml", "dataset.toml"
+# A launcher that died before the supervisor wrote its pid file: how long the start may take.
+SUPERVISOR_START_GRACE_S = 30.0
 
 
 class Lifecycle:
@@ -40,6 +43,9 @@ class Lifecycle:
         plan = json.loads((folder / "plan.json").read_text(encoding="utf-8"))
         run_toml = folder / (RESUME_TOML if job.resume_from else RUN_TOML)
         (folder / CANCEL_FLAG).unlink(missing_ok=True)
+        # What an earlier attempt left would be read as this attempt's result.
+        (folder / EXITCODE).unlink(missing_ok=True)
+        (folder / SUPERVISOR_PID).unlink(missing_ok=True)
         hooked = False
         try:
             engine = get_engine(job.engine, self.settings)
@@ -60,7 +66,7 @@ class Lifecycle:
             return
         atomic.write_text(folder / "command.json", json.dumps({"argv": spec.argv, "cwd": spec.cwd}, indent=2))
         self.trackers.pop(job.id, None)
-        self.store.update(job.id, pid=pid, returncode=None, error=None, error_kind=None)
+        self.store.update(job.id, pid=pid, returncode=None, error=None, error_kind=None, launcher=None)
 
     # ---- follow ---------------------------------------------------------------------------
     def tracker(self, job: Job) -> LogTracker:
@@ -70,6 +76,11 @@ class Lifecycle:
         return tracker
 
     def reconcile(self, job: Job) -> None:
+        reap_children()
+        if job.pid is None:
+            job = self._launch_in_flight(job)
+            if job is None:
+                return  # being started: never judged dead before its launcher has stored a pid
         tracker = self.tracker(job)
         tracker.poll()
         exit_info = read_exit(job.folder)
@@ -84,12 +95,32 @@ class Lifecycle:
             self._finish(current, tracker, read_exit(job.folder))
         self.hooks.after_end(self.store.get(job.id))  # every _finish path ends in a terminal state
 
+    def _launch_in_flight(self, job: Job) -> Job | None:
+        """A RUNNING row without a pid. None while its launch may still be going on; else the row
+        with the supervisor's pid adopted (or pid 0 when no supervisor ever started)."""
+        if identity_alive(job.launcher):
+            return None
+        pid = read_pid(job.folder / SUPERVISOR_PID)
+        if pid is None and job.started_at and time.time() - job.started_at < SUPERVISOR_START_GRACE_S \
+                and job.launcher:
+            return None  # the launcher died right after starting it: give the supervisor time to say so
+        try:
+            return self.store.update(job.id, expect_state=S.RUNNING, pid=pid or 0, launcher=None)
+        except StaleStateError:
+            return None
+
     def _finish(self, job: Job, tracker: LogTracker, exit_info: dict | None) -> None:
         from .progress import classify_exit
 
         progress = _merge(job.progress, tracker.progress_dict())
         cancelled = (job.folder / CANCEL_FLAG).exists()
         now = time.time()
+        if exit_info is None and not cancelled:
+            failure = _supervisor_failure(job)
+            if failure:  # the supervisor itself failed (bad environment...): say why, don't suggest resume
+                self.store.update(job.id, state=S.FAILED, progress=progress, finished_at=now,
+                                  error_kind="supervisor", error=failure)
+                return
         if exit_info is None and cancelled:
             # Cancelled so early that the supervisor died of the signal before it could record an exit.
             self.store.update(job.id, state=S.CANCELLED, progress=progress, finished_at=now, error_kind="cancelled",
@@ -154,12 +185,52 @@ class Lifecycle:
             raise S.TransitionError(f"job {job.id} never finished preparing; submit it again")
         plan = json.loads(plan_file.read_text(encoding="utf-8"))
         state_dir = latest_state(Path(plan["output_dir"]), job.name)
+        total = int(plan.get("total_steps") or 0)
+        if state_dir is not None and total and state_step(state_dir) >= total:
+            finished = self._complete_trained(job, plan, total)
+            if finished is not None:
+                return finished
         run = toml_read.loads((job.folder / RUN_TOML).read_text(encoding="utf-8"))
         if state_dir is not None:
             run["resume"] = str(state_dir)
         atomic.write_text(job.folder / RESUME_TOML, tomli_w.dumps(run))
         return self.store.update(job.id, state=S.QUEUED, resume_from=str(state_dir) if state_dir else "",
                                  finished_at=None, error=None, error_kind=None)
+
+    def _complete_trained(self, job: Job, plan: dict, total: int) -> Job | None:
+        """Resume of a run whose last state is at the final step: train nothing more; install the
+        LoRA it wrote. None when that LoRA is missing (then a relaunch only writes it)."""
+        if not (Path(plan["output_dir"]) / f"{job.name}.safetensors").is_file():
+            return None
+        with file_lock(job.folder / ".finalize.lock"):
+            current = self.store.get(job.id)
+            if current is None or current.state not in S.RESUMABLE:
+                raise S.TransitionError(f"job {job.id} is {current.state if current else 'gone'}; "
+                                        "only failed, cancelled or interrupted jobs can be resumed")
+            self._succeed(current, {**(current.progress or {}), "step": total, "total": total},
+                          current.returncode or 0)
+        done = self.store.get(job.id)
+        self.hooks.after_end(done)  # installed now: the same follow-ups as a normal end (test...)
+        return done
+
+
+def _supervisor_failure(job: Job) -> str | None:
+    """The supervisor's own last words, when it died of an error before recording an exit (killed
+    with its group, it says nothing: that is an interruption, not a failure)."""
+    if not job.pid:
+        return "the training process could not be started (its launch was cut short); start it again"
+    output = last_supervisor_output(job.folder)
+    lines = [line for line in output.splitlines() if line.strip()]
+    if not lines:
+        return None
+    return f"the job supervisor failed: {lines[-1].strip()} (full output in {job.folder / 'supervisor.log'})"
+
+
+def state_step(state_dir: Path) -> int:
+    try:
+        return int(json.loads((state_dir / "train_state.json").read_text())["current_step"])
+    except (OSError, ValueError, KeyError):
+        return -1
 
 
 def _lighter_preset_hint(job: Job) -> str:

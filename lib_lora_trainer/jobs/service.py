@@ -78,9 +78,11 @@ class JobService:
     # ---- control --------------------------------------------------------------------------
     def tick(self) -> None:
         """Bring running jobs up to date, then start queued ones on free GPUs."""
+        from .processes import process_identity
+
         self.reconcile()
         for gpu in sorted({j.gpu for j in self.store.list((S.QUEUED,))}):
-            job = self.store.claim_next(gpu)
+            job = self.store.claim_next(gpu, launcher=process_identity())
             if job is not None:
                 self.lifecycle.launch(job)
 

@@ -12,9 +12,10 @@ ALLOWED = {
     PREPARING: {QUEUED, FAILED, CANCELLED, INTERRUPTED},
     RUNNING: {SUCCEEDED, FAILED, CANCELLED, INTERRUPTED},
     SUCCEEDED: set(),
-    FAILED: {QUEUED},        # resume
-    CANCELLED: {QUEUED},
-    INTERRUPTED: {QUEUED},
+    # resume; or, when the run had already trained every step, straight to installed
+    FAILED: {QUEUED, SUCCEEDED},
+    CANCELLED: {QUEUED, SUCCEEDED, FAILED},
+    INTERRUPTED: {QUEUED, SUCCEEDED, FAILED},
 }
 
 

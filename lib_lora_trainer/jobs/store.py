@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     progress TEXT NOT NULL DEFAULT '{}',
     installed_path TEXT,
     resume_from TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    launcher TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 """
@@ -58,6 +59,7 @@ class Job:
     installed_path: str | None = None
     resume_from: str | None = None
     attempts: int = 0
+    launcher: str | None = None  # "pid:start time" of the process launching it, while pid is NULL
 
     @property
     def folder(self) -> Path:
@@ -81,6 +83,7 @@ class JobStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            _add_missing_columns(db)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -141,8 +144,10 @@ class JobStore:
                 raise
         return self.get(job_id)
 
-    def claim_next(self, gpu: str) -> Job | None:
-        """Atomically move the oldest queued job on `gpu` to running, if none runs there already."""
+    def claim_next(self, gpu: str, launcher: str | None = None) -> Job | None:
+        """Atomically move the oldest queued job on `gpu` to running, if none runs there already.
+        The row names its launcher: until the launch stores a pid, a reconcile elsewhere knows the
+        job is being started (not dead) as long as that process lives."""
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -152,8 +157,9 @@ class JobStore:
                     "SELECT id FROM jobs WHERE gpu = ? AND state = ? ORDER BY created_at LIMIT 1",
                     (gpu, QUEUED)).fetchone()
                 if row:
-                    db.execute("UPDATE jobs SET state = ?, started_at = ?, attempts = attempts + 1 WHERE id = ?",
-                               (RUNNING, time.time(), row["id"]))
+                    db.execute("UPDATE jobs SET state = ?, started_at = ?, attempts = attempts + 1, pid = NULL, "
+                               "returncode = NULL, launcher = ? WHERE id = ?",
+                               (RUNNING, time.time(), launcher, row["id"]))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -162,6 +168,18 @@ class JobStore:
 
     def active(self) -> list[Job]:
         return self.list(ACTIVE)
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """A data dir made by an older version lacks newer columns; several processes may race here."""
+    have = {r["name"] for r in db.execute("PRAGMA table_info(jobs)")}
+    for name, decl in (("launcher", "TEXT"),):
+        if name not in have:
+            try:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
 
 
 class StaleStateError(RuntimeError):

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 STDOUT, STDERR, EXITCODE, ENGINE_PID = "stdout.log", "stderr.log", "exitcode.json", "engine.pid"
+SUPERVISOR_PID = "supervisor.pid"  # also written by the launcher (jobs/processes.py): whoever is first
+ENGINE_PYTHONPATH = "LORA_TRAINER_ENGINE_PYTHONPATH"  # see jobs/processes.supervisor_env
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,13 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     (job_dir / EXITCODE).unlink(missing_ok=True)
+    _write_atomic(job_dir / SUPERVISOR_PID, str(os.getpid()))
     with open(job_dir / STDOUT, "ab") as out, open(job_dir / STDERR, "ab") as err:
         # A resumed job appends to the same logs; the parser starts a new attempt at this line.
         out.write(f"[lora-trainer] run start {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
         out.flush()
         try:
             proc = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ns.cwd,
-                                    preexec_fn=_default_signals)
+                                    env=engine_env(os.environ), preexec_fn=_default_signals)
         except OSError as exc:
             err.write(f"error: cannot start the engine: {exc}\n".encode())
             _write_exit(job_dir, 127)
@@ -54,6 +57,18 @@ def main(argv: list[str] | None = None) -> int:
         _wait_for_group(os.getpgrp())
     _write_exit(job_dir, returncode)
     return 0
+
+
+def engine_env(env) -> dict[str, str]:
+    """Our environment less what the launcher added for the supervisor alone (our package path)."""
+    env = dict(env)
+    wanted = env.pop(ENGINE_PYTHONPATH, None)
+    if wanted is not None:
+        if wanted:
+            env["PYTHONPATH"] = wanted
+        else:
+            env.pop("PYTHONPATH", None)
+    return env
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -89,9 +104,13 @@ def _default_signals() -> None:
 
 
 def _write_exit(job_dir: Path, returncode: int) -> None:
-    tmp = job_dir / f".{EXITCODE}.tmp"
-    tmp.write_text(json.dumps({"returncode": returncode, "finished_at": time.time()}), encoding="utf-8")
-    os.replace(tmp, job_dir / EXITCODE)
+    _write_atomic(job_dir / EXITCODE, json.dumps({"returncode": returncode, "finished_at": time.time()}))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def read_exit(job_dir: Path) -> dict | None:

@@ -34,7 +34,8 @@ def _run_epochs(t, stop: StopRequest) -> None:
     world, rank = acc.num_processes, acc.process_index
     # Images load ahead in threads; the batches are the same whatever the count (tested in data).
     workers = min(a.max_data_loader_n_workers, os.cpu_count() or 1) if not t.latents_cached else 0
-    for epoch in range(t.first_epoch, t.num_epochs):
+    # Resumed from a state saved at the last step: nothing is left to train, only the final save.
+    for epoch in range(t.first_epoch, t.num_epochs) if t.global_step < t.max_steps else ():
         logs.epoch_line(epoch + 1, t.num_epochs)
         epoch_step = 0
         for batch_index, batch in enumerate(t.data.epoch_batches(epoch, rank=rank, world_size=world, num_workers=workers)):
