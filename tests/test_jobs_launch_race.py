@@ -94,6 +94,22 @@ def test_jobs_launched_while_others_reconcile_are_never_marked_interrupted(tmp_p
     assert outcomes == [(S.SUCCEEDED, None, None)] * 12, outcomes
     installed = sorted(p.name for p in Path(lora_dir).glob("*.safetensors"))
     assert installed == sorted(f"race{i}.safetensors" for i in range(12))
+    service.reconcile()
+    assert _zombie_children() == []  # a long-lived host keeps no <defunct> supervisors
+
+
+def _zombie_children() -> list[int]:
+    me, found = str(os.getpid()), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{entry}/stat", "rb").read().rsplit(b") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] == b"Z" and fields[1].decode() == me:
+            found.append(int(entry))
+    return found
 
 
 def test_a_launch_whose_launcher_died_before_storing_the_pid_is_adopted(tmp_path, tiny_model):

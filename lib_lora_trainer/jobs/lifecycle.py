@@ -14,7 +14,7 @@ from lib_lora_trainer.file_lock import file_lock
 
 from . import states as S
 from .hooks import as_composite
-from .processes import (SUPERVISOR_PID, alive, identity_alive, last_supervisor_output, read_pid, reap_children,
+from .processes import (SUPERVISOR_PID, alive, identity_alive, last_supervisor_output, read_pid,
                         start_supervised, stop_group)
 from .store import Job, JobStore, StaleStateError
 from .supervise import EXITCODE, read_exit
@@ -76,7 +76,6 @@ class Lifecycle:
         return tracker
 
     def reconcile(self, job: Job) -> None:
-        reap_children()
         if job.pid is None:
             job = self._launch_in_flight(job)
             if job is None:

@@ -32,6 +32,8 @@ from .progress_model import (
     describe_error,
 )
 from .rich_records import _Record, _Stream
+
+ENV_PREFIX = "[trainer-env]"  # trainer_env/managed.py: making the trainer environment on first use
 from .tqdm_lines import TqdmUpdate, _loss_value, parse_duration, parse_rate, parse_tqdm
 
 __all__ = [
@@ -91,6 +93,7 @@ class ProgressParser:
         s.errors, s.log_errors = [], []
         s.failed = s.stopped = s.model_saved = False
         s.stopped_message = None
+        s.phase = s.phase_detail = None
         self._last_bar = None
 
     # -- segments -----------------------------------------------------------------------------
@@ -155,6 +158,9 @@ class ProgressParser:
         text = line.strip()
         if not text:
             return
+        if text.startswith(ENV_PREFIX):
+            self._env_setup(text[len(ENV_PREFIX):].strip())
+            return
         if text.startswith(_TRACEBACK):
             st.in_traceback = True
             return
@@ -169,6 +175,19 @@ class ProgressParser:
             self._message(m.group("msg").strip(), m.group("level"), stream, out)
             return
         self._message(line.rstrip(), None, stream, out)
+
+    def _env_setup(self, text: str) -> None:
+        """trainer_env/managed.py's step lines: the job is setting up, not training yet."""
+        s = self._state
+        if text.startswith("error:"):
+            s.phase_detail = text
+            return
+        if text.startswith("ready in"):
+            s.phase, s.phase_detail = None, None
+            return
+        s.phase = "setup"
+        if text.startswith("step ") or s.phase_detail is None:
+            s.phase_detail = _clip(text, 200)
 
     # -- messages -----------------------------------------------------------------------------
     def _message(self, text: str, level: str | None, stream: str, out: list) -> None:
@@ -342,6 +361,7 @@ class ProgressParser:
     def _bar(self, bar: TqdmUpdate, out: list) -> None:
         if bar.desc != TRAINING_BAR:
             return
+        self._state.phase = self._state.phase_detail = None  # training has begun
         loss = self._bar_state(bar)
         key = (bar.n, bar.total, loss)
         last = self._last_bar

@@ -140,6 +140,9 @@ class ProgressState:
     failed: bool = False  # the log shows an error (classify_exit decides the outcome)
     warnings: list[str] = field(default_factory=list)
     log_errors: list[str] = field(default_factory=list)  # ERROR records of no known kind
+    # "setup" while the trainer environment is being made before training (first use); else None.
+    phase: str | None = None
+    phase_detail: str | None = None  # e.g. "step 3/3: pip install ... (several minutes on first use)"
 
 
 def _clip(text: str, limit: int = MAX_DETAIL) -> str:

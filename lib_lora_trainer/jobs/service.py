@@ -87,6 +87,9 @@ class JobService:
                 self.lifecycle.launch(job)
 
     def reconcile(self) -> None:
+        from .processes import reap_children
+
+        reap_children()  # supervisors this process started, whoever finished their jobs
         for job in self.store.list((S.RUNNING,)):
             self.lifecycle.reconcile(job)
 

@@ -1,8 +1,11 @@
 """python -m lib_lora_trainer.trainer_env {create,exec,check}
 
   create --env-dir D [--base-python P]        make the managed trainer venv now (progress on stdout)
-  exec   --env-dir D [--base-python P] -- ARGS  make it if needed, then run its python with ARGS
-                                              (the builtin engine's command on first use)
+  exec   --env-dir D [--base-python P] [--detail-log F] -- ARGS
+                                              make it if needed, then run its python with ARGS
+                                              (the builtin engine's command on first use; pip's
+                                              output goes to F, default trainer_env.log in the
+                                              working folder, which is the job's folder)
   check  --python P                           check a user-given trainer Python (exit 1 if unusable)
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from .managed import ManagedEnv
 from .plan import TrainerEnvError
@@ -25,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name)
         p.add_argument("--env-dir", required=True)
         p.add_argument("--base-python")
+    sub.choices["exec"].add_argument("--detail-log", default="trainer_env.log")
     sub.add_parser("check").add_argument("--python", required=True)
     argv = list(sys.argv[1:] if argv is None else argv)
     rest: list[str] = []
@@ -38,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if result.ok else 1
     env = ManagedEnv(ns.env_dir, base_python=ns.base_python)
     try:
-        python = env.ensure()
+        python = env.ensure(detail_log=Path(ns.detail_log).absolute() if ns.cmd == "exec" else None)
     except (TrainerEnvError, ProbeError) as exc:
         print(f"[trainer-env] error: {exc}", file=sys.stderr, flush=True)
         return 2

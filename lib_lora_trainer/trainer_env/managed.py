@@ -64,17 +64,24 @@ class ManagedEnv:
         return make_plan(self.env_dir, self.host_python, base_python=self.base_python,
                          requirements=self.requirements, env_txt=self.env_txt)
 
-    def ensure(self, progress: Progress = _say) -> Path:
-        """The venv's python, creating the venv first if needed (one creator at a time)."""
+    def ensure(self, progress: Progress = _say, detail_log: Path | None = None) -> Path:
+        """The venv's python, creating the venv first if needed (one creator at a time).
+        `progress` gets the step lines; the tools' own output (pip's) goes to `detail_log` when
+        given (a job's log shows the steps, not pip's resolver chatter), else to `progress`."""
         if self.ready():
             return self.python
         with file_lock(self.env_dir.with_name(self.env_dir.name + ".lock")):
             if self.ready():  # another process made it while we waited
                 return self.python
-            self._create(progress)
+            if detail_log is None:
+                self._create(progress, progress)
+            else:
+                progress(f"[trainer-env] the tools' output goes to {detail_log}")
+                with open(detail_log, "a", encoding="utf-8") as log:
+                    self._create(progress, lambda line: (log.write(line + "\n"), log.flush()))
         return self.python
 
-    def _create(self, progress: Progress) -> None:
+    def _create(self, progress: Progress, detail: Progress) -> None:
         started = time.time()
         plan = self.plan()
         progress(f"[trainer-env] creating the trainer environment in {self.env_dir} (first use only)")
@@ -85,13 +92,13 @@ class ManagedEnv:
             shutil.rmtree(self.env_dir)
         self.env_dir.parent.mkdir(parents=True, exist_ok=True)
         progress(f"[trainer-env] step 1/3: python -m venv (Python {'.'.join(map(str, plan.base.version))})")
-        _run(plan.venv_argv(), progress, "creating the venv")
+        _run(plan.venv_argv(), detail, "creating the venv")
         progress("[trainer-env] step 2/3: " + ("linking the host's torch" if plan.torch_from else "no torch to link"))
         if plan.torch_from:
             site = _site_packages(plan.python)
             (site / BRIDGE_PTH).write_text(plan.bridge_line() + "\n", encoding="utf-8")
         progress(f"[trainer-env] step 3/3: pip install {' '.join(plan.requirements)} (several minutes on first use)")
-        _run(plan.pip_argv(), progress, "installing the trainer's packages")
+        _run(plan.pip_argv(), detail, "installing the trainer's packages")
         stamp = {"key": self.key(), "created_at": time.time(), "base_python": plan.base.python,
                  "torch_from": plan.torch_from, "requirements": list(plan.requirements)}
         tmp = self.stamp_file.with_suffix(".tmp")

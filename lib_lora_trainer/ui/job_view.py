@@ -64,11 +64,15 @@ def progress_html(job, now: float | None = None) -> str:
         pct = 100.0
     rate = p.get("rate_it_s")
     loss = p.get("loss")
-    parts = [f'<span class="lt-state lt-state-{escape(job.state)}">{escape(job.state)}</span>',
+    setting_up = job.state == S.RUNNING and p.get("phase") == "setup"
+    shown = "setting up" if setting_up else job.state
+    parts = [f'<span class="lt-state lt-state-{escape(job.state)}">{escape(shown)}</span>',
              f'<span class="lt-steps" id="lora_trainer_steps">step {step}/{total or "?"}</span>']
+    if setting_up:  # first use: the trainer environment is made before step 1 (minutes, once)
+        parts.append(escape(f"trainer environment, {p.get('phase_detail') or 'starting'}"))
     if rate:
         parts.append(f"{rate:.2f} it/s")
-    if job.state == S.RUNNING:
+    if job.state == S.RUNNING and not setting_up:
         parts.append(f"ETA {_clock(p.get('eta_s'))}")
     if loss is not None:
         parts.append(f"loss {loss:.4f}")
