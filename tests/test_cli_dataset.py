@@ -71,3 +71,24 @@ def test_prepare_prints_step_arithmetic(tmp_path):
     assert bad.returncode == 2 and "trigger" in bad.stderr
     bad = cli("dataset", "prepare", ds, "--out", tmp_path / "o3", "--trigger", "x", "--resolution", "500")
     assert bad.returncode == 2 and "multiple of 64" in bad.stderr
+
+
+def test_sample_writes_the_sample_dataset_for_check_and_prepare(tmp_path):
+    out = tmp_path / "sample"
+    r = cli("dataset", "sample", out)
+    assert r.returncode == 0, r.stderr
+    assert "16 pictures of 'zyrette'" in r.stdout and f"dataset check {out} --trigger zyrette" in r.stdout
+    assert len(list(out.glob("photo_??.txt"))) == 16 and (out / "photo_08.gif").is_file()
+    report = json.loads(cli("dataset", "check", out, "--trigger", "zyrette", "--json").stdout)
+    codes = {p["code"] for p in report["problems"]}
+    assert {"trigger_missing", "exif_rotation", "duplicate_exact", "unknown_file", "unsupported_format"} <= codes
+
+    again = cli("dataset", "sample", out)   # never over an existing folder's files
+    assert again.returncode == 2 and "not empty" in again.stderr
+
+    clean = cli("dataset", "sample", tmp_path / "clean", "--clean", "--trigger", "mychar")
+    assert clean.returncode == 0, clean.stderr
+    assert (tmp_path / "clean" / "photo_01.txt").read_text(encoding="utf-8").startswith("mychar, ")
+    ok = cli("dataset", "check", tmp_path / "clean", "--trigger", "mychar", "--json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["problems"] == []
+    assert cli("dataset", "sample", tmp_path / "x", "--trigger", "two words").returncode == 2

@@ -10,7 +10,7 @@ from PIL import Image, ImageFilter
 from imagegen import textured, write_dataset
 from lib_lora_trainer.dataset.check import check_dataset
 from lib_lora_trainer.dataset.hashing import BLUR_THRESHOLD, laplacian_variance
-from lib_lora_trainer.dataset.problems import CHECKS
+from lib_lora_trainer.dataset.problems import CHECKS, Problem
 
 
 def codes(report, path=None):
@@ -216,3 +216,23 @@ def test_overlong_path_is_a_clear_error_not_a_crash(tmp_path):
     with pytest.raises(SourceError, match="not a usable path"):
         with open_source(tmp_path / ("x" * 300)):
             pass
+
+
+def test_each_fix_is_written_once_and_worded_for_the_cli_and_the_tab():
+    from lib_lora_trainer.dataset.problems import ACTIONS, AUDIENCES
+
+    used = set()
+    for check in CHECKS.values():
+        assert set(check.actions) <= set(ACTIONS), check.code
+        used |= set(check.actions)
+        cli, ui = check.fix_for("cli"), check.fix_for("ui")
+        assert "{" not in cli + ui and check.fix == cli
+        assert (cli == ui) == (not check.actions), check.code   # only the action's words differ
+    assert used == set(ACTIONS) and AUDIENCES == ("cli", "ui")
+    assert "`dataset prepare --trigger-in-captions`" in CHECKS["trigger_missing"].fix_for("cli")
+    assert "--resolution" in CHECKS["too_small_severe"].fix_for("cli")
+    assert '"Put the trigger first in every caption"' in CHECKS["trigger_missing"].fix_for("ui")
+    with pytest.raises(ValueError, match="audience"):
+        CHECKS["trigger_missing"].fix_for("api")
+    d = Problem("trigger_missing", "a.txt", "m").to_dict()
+    assert d["actions"] == ["trigger_first"] and d["fix"] == CHECKS["trigger_missing"].fix_for("cli")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 
@@ -514,3 +515,68 @@ def test_sd_scripts_toml_reader_sees_the_same_values(tmp_path):
     for path in _write(tmp_path, c, "sdxl", img=img):
         text = path.read_text(encoding="utf-8")
         assert toml.loads(text) == tomllib.loads(text)
+
+
+# ---- preset descriptions are generated from the values (issue 12, item 5) -------------------
+
+def test_every_preset_description_states_its_own_numbers():
+    from lib_lora_trainer.config.presets import format_lr
+
+    for p in list_presets():
+        c = resolve_config(p.id, BASE)
+        d = p.description
+        for phrase in (f"{c.repeats} repeat", f"{c.epochs} epoch", f"batch {c.batch_size}",
+                       f"= {total_steps(c, 16)} steps for 16 pictures", f"rank {c.network_dim}",
+                       f"alpha {c.effective_alpha:g}", f"{format_lr(c.learning_rate)} {c.lr_scheduler.split('_')[0]}",
+                       f"{c.resolution} px", "fp32" if c.mixed_precision == "no" else c.mixed_precision):
+            assert phrase in d, (p.id, phrase, d)
+        assert ("no automatic test" in d) == (not c.test_after_training), (p.id, d)
+        assert ("gradient checkpointing" in d) == c.gradient_checkpointing, (p.id, d)
+        assert ("U-Net only" in d) == c.train_unet_only, (p.id, d)
+        if c.noise_offset:
+            assert f"noise offset {c.noise_offset:g}" in d, (p.id, d)
+        # the hand-written part says what for and why, never a number the values also hold
+        assert not re.search(r"\d+ (steps|repeats?|epochs?|px)\b|\de-\d|rank \d|batch \d|lr \d", p.note), p.id
+
+
+def test_a_preset_description_follows_its_values():
+    import dataclasses
+
+    demo = get_preset("cpu-demo")
+    changed = dataclasses.replace(demo, values={**demo.values, "repeats": 10, "learning_rate": 2e-3,
+                                                "test_after_training": False})
+    assert "10 repeats x 2 epochs at batch 4 = 80 steps for 16 pictures" in changed.description
+    assert "AdamW 2e-3" in changed.description and "no automatic test" in changed.description
+    assert "25 repeats" in demo.description and "AdamW 5e-3" in demo.description
+    assert demo.as_dict()["description"] == demo.description
+
+
+def test_cpu_demo_tests_after_training_and_the_demo_tests_once(tmp_path, monkeypatch):
+    """The demo preset makes a grid and a card preview wherever it is used (tab, API, `train`);
+    `make demo` runs its own evaluation, so its job service must not start a second one."""
+    from lib_lora_trainer.demo import cli as demo_cli
+    from lib_lora_trainer.jobs import service as service_mod
+
+    assert resolve_config("cpu-demo", BASE).test_after_training is True
+    assert resolve_config("cpu-tiny", BASE).test_after_training is False   # random model: nothing to test
+    made = []
+
+    class FakeService:
+        def __init__(self, *args, hooks=None, **kwargs):
+            self.hooks_arg, self.added = hooks, []
+            self.hooks = type("H", (), {"add": lambda _, h: self.added.append(h)})()
+            made.append(self)
+
+        def submit(self, photos, cfg, crop):
+            self.cfg = cfg
+            (tmp_path / "job").mkdir()
+            (tmp_path / "job" / "plan.json").write_text(json.dumps({"num_images": 16, "total_steps": 200}))
+            return type("J", (), {"job_dir": str(tmp_path / "job"), "id": "j"})()
+
+        def wait(self, job_id, **kw):
+            return "done"
+
+    monkeypatch.setattr(service_mod, "JobService", FakeService)
+    assert demo_cli._train(tmp_path, tmp_path / "photos", tmp_path / "model.safetensors") == "done"
+    (svc,) = made
+    assert svc.cfg.preset == "cpu-demo" and svc.hooks_arg is None and svc.added == []

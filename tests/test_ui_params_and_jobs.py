@@ -132,3 +132,12 @@ def test_result_shows_metadata_sidecar_prompt_and_test_grid(tmp_path):
     installed.unlink()
     assert "no longer on disk" in result_view(job)[0]
     assert result_view(_job(tmp_path, "running"))[1] == ""
+
+
+def test_the_tab_shows_each_preset_described_from_its_values():
+    info = P.preset_description("cpu-demo")
+    assert info.startswith("**Demo model on CPU (cartoon64)**: ")
+    for phrase in ("25 repeats x 2 epochs at batch 4 = 200 steps", "AdamW 5e-3", "64 px", "rank 8",
+                   "automatic test after training"):
+        assert phrase in info, phrase
+    assert "80 steps" not in info and "2e-3" not in info

@@ -27,12 +27,19 @@ __all__ = ["Preset", "PRESETS", "list_presets", "get_preset", "resolve_config", 
 
 @dataclass(frozen=True)
 class Preset:
+    """`values` is the overlay; `note` says what the preset is for and why, in words only (no
+    numbers that are also values); the description is generated from the values, so the two
+    cannot disagree."""
     id: str
     name: str
-    description: str
+    note: str
     model_types: tuple[str, ...]          # which base models it is meant for ("sd1", "sd2", "sdxl")
     values: Mapping[str, Any] = field(default_factory=dict)
     for_gpu: bool = True                  # offered as a lighter alternative after an out-of-memory
+
+    @property
+    def description(self) -> str:
+        return describe_preset(self)
 
     def as_dict(self) -> dict:
         return {"id": self.id, "name": self.name, "description": self.description,
@@ -40,13 +47,107 @@ class Preset:
 
 
 _ADAFACTOR_ARGS = {"scale_parameter": False, "relative_step": False, "warmup_init": False}
+EXAMPLE_IMAGES = 16   # the step count a description quotes: a typical person dataset (and the demo's)
+
+
+def format_lr(value: float) -> str:
+    """1e-4, 5e-3, 2.5e-4, 0.1: how a learning rate is written in presets and the README."""
+    if value >= 0.01:
+        return f"{value:g}"
+    mantissa, exponent = f"{value:e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _length(c: TrainingConfig) -> str:
+    from .steps import plan_steps
+
+    if c.max_train_steps:
+        return f"{c.max_train_steps} steps (max_train_steps), {_plural(c.repeats, 'repeat')} per epoch"
+    plan = plan_steps(EXAMPLE_IMAGES, c.repeats, c.batch_size, c.epochs, c.grad_accum, c.num_processes)
+    accum = f" x grad-accum {c.grad_accum}" if c.grad_accum != 1 else ""
+    return (f"{_plural(c.repeats, 'repeat')} x {_plural(c.epochs, 'epoch')} at batch {c.batch_size}{accum} "
+            f"= {plan.total_steps} steps for {EXAMPLE_IMAGES} pictures")
+
+
+def _optimizer(c: TrainingConfig) -> str:
+    name = {"AdamW8bit": "8-bit AdamW"}.get(c.optimizer, c.optimizer)
+    text = f"{name} {format_lr(c.learning_rate)} {c.lr_scheduler.replace('_with_warmup', '').replace('_', ' ')}"
+    if c.lr_warmup:
+        text += (f", {c.lr_warmup * 100:g}% warmup" if isinstance(c.lr_warmup, float) and c.lr_warmup < 1
+                 else f", {c.lr_warmup} warmup steps")
+    if c.optimizer == "Adafactor" and c.optimizer_args.get("relative_step") is False:
+        text += " (fixed lr: relative_step off)"
+    if c.max_grad_norm == 0:
+        text += ", no gradient clipping"
+    if c.min_snr_gamma:
+        text += f", min-SNR {c.min_snr_gamma:g}"
+    if c.noise_offset:
+        text += f", noise offset {c.noise_offset:g}"
+    return text
+
+
+def _images(c: TrainingConfig) -> str:
+    crop = {"center": "centre crops", "face": "square crops on the face", "none": "no cropping"}[c.crop]
+    text = f"{c.resolution} px, {crop}"
+    if c.enable_bucket:
+        text += (f", aspect-ratio buckets {c.min_bucket_reso}-{c.max_bucket_reso} px"
+                 + (" (no upscaling)" if c.bucket_no_upscale else ""))
+    if c.shuffle_caption:
+        text += ", caption shuffle" + (" keeping the trigger first" if c.keep_tokens == 1 else
+                                       f" keeping the first {c.keep_tokens} tags" if c.keep_tokens else "")
+    if c.caption_dropout_rate:
+        text += f", caption dropout {c.caption_dropout_rate:g}"
+    if c.flip_aug:
+        text += ", flips"
+    return text
+
+
+def _memory(c: TrainingConfig) -> list[str]:
+    out = ["fp32" if c.mixed_precision == "no" else c.mixed_precision]
+    if c.train_unet_only:
+        out.append("U-Net only")
+    else:
+        out.append("text encoder trained too")
+    if c.cache_latents:
+        out.append("cached latents" + (" (on disk)" if c.cache_latents_to_disk else ""))
+    if c.cache_text_encoder_outputs:
+        out.append("cached text-encoder outputs")
+    if c.gradient_checkpointing:
+        out.append("gradient checkpointing")
+    if c.torch_compile:
+        out.append("torch.compile")
+    if c.max_data_loader_n_workers == 0:
+        out.append("no data-loader processes")
+    return out
+
+
+def describe_preset(preset: Preset) -> str:
+    """The preset's recipe in words, generated from its values (over TrainingConfig's defaults)."""
+    c = TrainingConfig.from_dict({"name": "preset", "base_model": "preset", **preset.values})
+    alpha = c.effective_alpha
+    network = f"rank {c.network_dim}, alpha {alpha:g}" + (" (scale 1)" if alpha == c.network_dim else "")
+    parts = [_length(c), network, _optimizer(c), _images(c), ", ".join(_memory(c))]
+    if c.save_every_n_epochs:
+        n = c.save_every_n_epochs
+        parts.append("a LoRA every epoch" if n == 1 else f"a LoRA every {n} epochs")
+    parts.append("automatic test after training" if c.test_after_training else "no automatic test")
+    if preset.for_gpu:
+        from .vram import estimate_peak_vram_gib
+
+        parts.append(f"estimated peak GPU memory about "
+                     f"{estimate_peak_vram_gib(c, preset.model_types[0]).gib:.1f} GiB")
+    return "; ".join(parts) + ". " + preset.note
+
 
 _PRESETS = (
     Preset(
         "sd15-portrait", "SD1.5 portrait",
-        "The 2024 thesis recipe for one person: ~16 photos x 100 repeats x 1 epoch at batch 1 = 1600 steps; "
-        "rank 128, alpha 128, AdamW 1e-4 constant, bf16, cached latents, 512 px centre crops, text encoder "
-        "trained too. Measured peak with sd-scripts: 5.2 GB.",
+        "The 2024 thesis recipe for one person; its memory peak was measured with sd-scripts.",
         ("sd1", "sd2"),
         {"repeats": 100, "epochs": 1, "batch_size": 1, "resolution": 512, "crop": "center",
          "enable_bucket": False, "network_dim": 128, "network_alpha": 128.0, "learning_rate": 1e-4,
@@ -55,9 +156,7 @@ _PRESETS = (
          "shuffle_caption": False, "flip_aug": False}),
     Preset(
         "sd15-style", "SD1.5 style",
-        "An art style from many varied images: 10 repeats x 10 epochs at batch 2, aspect-ratio buckets "
-        "(no cropping, no upscaling), caption shuffle keeping the trigger first, flips, rank 32, cosine "
-        "schedule with 5% warmup, min-SNR 5; a LoRA every 2 epochs to pick the best.",
+        "An art style from many varied images; keep the best of the saved LoRAs.",
         ("sd1", "sd2"),
         {"repeats": 10, "epochs": 10, "batch_size": 2, "resolution": 512, "crop": "none",
          "enable_bucket": True, "min_bucket_reso": 256, "max_bucket_reso": 1024, "bucket_reso_steps": 64,
@@ -67,8 +166,7 @@ _PRESETS = (
          "cache_latents": True, "save_every_n_epochs": 2}),
     Preset(
         "sd15-6gb", "SD1.5, 6 GB GPU",
-        "The portrait recipe (100 repeats x 1 epoch) for 6 GB cards: rank 16, 8-bit AdamW, gradient "
-        "checkpointing, cached latents. Estimated peak about 3.6 GB.",
+        "The portrait recipe made to fit 6 GB cards.",
         ("sd1", "sd2"),
         {"repeats": 100, "epochs": 1, "batch_size": 1, "resolution": 512, "crop": "center",
          "enable_bucket": False, "network_dim": 16, "network_alpha": 16.0, "learning_rate": 1e-4,
@@ -76,9 +174,7 @@ _PRESETS = (
          "cache_latents": True, "gradient_checkpointing": True, "train_unet_only": False}),
     Preset(
         "sdxl-12gb", "SDXL, 12 GB GPU",
-        "SDXL at 1024 px on 12 GB: U-Net only with cached text-encoder outputs and latents (sd-scripts "
-        "recommends U-Net-only training for SDXL), gradient checkpointing, 8-bit AdamW, rank 32; 20 repeats "
-        "x 5 epochs, a LoRA every epoch.",
+        "SDXL on 12 GB cards: sd-scripts recommends U-Net-only training for SDXL.",
         ("sdxl",),
         {"repeats": 20, "epochs": 5, "batch_size": 1, "resolution": 1024, "crop": "center",
          "enable_bucket": True, "min_bucket_reso": 256, "max_bucket_reso": 2048, "bucket_reso_steps": 64,
@@ -89,9 +185,7 @@ _PRESETS = (
          "save_every_n_epochs": 1}),
     Preset(
         "sdxl-8gb", "SDXL, 8 GB GPU",
-        "sd-scripts' documented 8 GB SDXL LoRA: U-Net only, gradient checkpointing, cached text-encoder "
-        "outputs and latents, Adafactor (fixed lr: relative_step off, constant_with_warmup, no gradient "
-        "clipping, as sd-scripts suggests for it), rank 8.",
+        "sd-scripts' documented SDXL LoRA for 8 GB cards, with Adafactor set up as sd-scripts suggests.",
         ("sdxl",),
         {"repeats": 20, "epochs": 5, "batch_size": 1, "resolution": 1024, "crop": "center",
          "enable_bucket": True, "min_bucket_reso": 256, "max_bucket_reso": 2048, "bucket_reso_steps": 64,
@@ -103,9 +197,7 @@ _PRESETS = (
          "save_every_n_epochs": 1}),
     Preset(
         "cpu-tiny", "Tiny model on CPU (test/demo)",
-        "For the tiny random test model: 64 px, fp32, batch 4, rank 8, AdamW 1e-3, 2 repeats x 2 epochs, "
-        "cached latents, no data-loader processes, no test grids (the model is random). Finishes in seconds "
-        "on 2 CPU cores.",
+        "For the tiny random test model, which draws nothing worth testing; finishes in seconds on CPU.",
         ("sd1",),
         {"repeats": 2, "epochs": 2, "batch_size": 4, "resolution": 64, "crop": "center", "enable_bucket": False,
          "network_dim": 8, "network_alpha": 8.0, "learning_rate": 1e-3, "lr_scheduler": "constant",
@@ -115,15 +207,14 @@ _PRESETS = (
         for_gpu=False),
     Preset(
         "cpu-demo", "Demo model on CPU (cartoon64)",
-        "For the embedded 64 px demo model: fp32, batch 4, rank 8, AdamW 2e-3 constant, 10 repeats x 2 epochs "
-        "(80 steps for 16 pictures), cached latents. About half a minute on 2 CPU cores. The demo tests "
-        "the LoRA itself, in-process.",
+        "For the embedded demo model (cartoon64) on CPU; the automatic test makes the comparison grid and "
+        "the Lora card's preview.",
         ("sd1",),
         {"repeats": 25, "epochs": 2, "batch_size": 4, "resolution": 64, "crop": "center", "enable_bucket": False,
          "network_dim": 8, "network_alpha": 8.0, "learning_rate": 5e-3, "noise_offset": 0.3, "lr_scheduler": "constant",
          "lr_warmup": 0, "optimizer": "AdamW", "mixed_precision": "no", "cache_latents": True,
          "gradient_checkpointing": False, "torch_compile": False, "max_data_loader_n_workers": 0,
-         "sample_sampler": "euler_a", "test_after_training": False},
+         "sample_sampler": "euler_a", "test_after_training": True},
         for_gpu=False),
 )
 

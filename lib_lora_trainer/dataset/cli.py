@@ -1,4 +1,4 @@
-"""`python -m lib_lora_trainer dataset {check,prepare}`."""
+"""`python -m lib_lora_trainer dataset {check,prepare,sample}`."""
 
 from __future__ import annotations
 
@@ -44,6 +44,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     prep.add_argument("--json", action="store_true", help="print the result as JSON")
     prep.set_defaults(func=run_prepare)
 
+    smp = dsub.add_parser("sample", help="write the sample dataset (16 pictures of the demo character, with "
+                                         "the mistakes real folders have) to try check and prepare on")
+    smp.add_argument("out", type=Path, help="folder to write (new or empty)")
+    smp.add_argument("--trigger", help="trigger word the captions start with (default: the sample's, zyrette)")
+    smp.add_argument("--clean", action="store_true", help="only the 16 pictures and captions, without the mistakes")
+    smp.set_defaults(func=run_sample)
+
 
 def _usage_error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
@@ -81,6 +88,32 @@ def run_prepare(args: argparse.Namespace) -> int:
         }, indent=2, ensure_ascii=False))
         return EXIT_OK
     print_prepare_summary(result)
+    return EXIT_OK
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from lib_lora_trainer.demo.sample_dataset import (DEMO_CLASS, DEMO_TRIGGER, SAMPLE_FLAWS, SAMPLE_PICTURES,
+                                                      write_sample_dataset)
+
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        return _usage_error(f"{out} is a file: give a new or empty folder.")
+    if out.is_dir() and any(out.iterdir()):
+        return _usage_error(f"{out} is not empty: give a new or empty folder (the sample never overwrites files).")
+    trigger = (args.trigger or "").strip() or DEMO_TRIGGER
+    if len(trigger.split()) != 1:
+        return _usage_error(f"--trigger {args.trigger!r}: use one word, e.g. {DEMO_TRIGGER}.")
+    try:
+        write_sample_dataset(out, trigger, flaws=not args.clean)
+    except OSError as exc:
+        return _usage_error(str(exc))
+    extra = "" if args.clean else f", with the mistakes real folders have ({SAMPLE_FLAWS})"
+    print(f"Wrote the sample dataset into {out}: {SAMPLE_PICTURES} pictures of '{trigger}' (a {DEMO_CLASS}) with "
+          f"captions{extra}.")
+    print("Next:")
+    print(f"  python -m lib_lora_trainer dataset check {out} --trigger {trigger}")
+    print(f"  python -m lib_lora_trainer dataset prepare {out} --out PREPARED --trigger {trigger} "
+          f"--class-token {DEMO_CLASS} --trigger-in-captions")
     return EXIT_OK
 
 

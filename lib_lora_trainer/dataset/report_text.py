@@ -1,4 +1,5 @@
-"""The human form of a dataset report: a summary and a table of problems with fixes."""
+"""The human form of a dataset report for the terminal: a summary and a table of problems with fixes
+(the fixes in the CLI's words: commands and flags; the tab has its own, ui/report_html.py)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def render_report(report: DatasetReport, width: int | None = None) -> str:
     lines += [header, "-" * min(width, len(header) + fix_w)]
     for p in report.problems:
         cells = [_wrap(p.severity.upper(), 8), _wrap(p.code, 18), _wrap(p.path, 28),
-                 _wrap(p.message, problem_w), _wrap(p.fix, fix_w)]
+                 _wrap(p.message, problem_w), _wrap(p.fix_for("cli"), fix_w)]
         widths = [8, 18, 28, problem_w, fix_w]
         for row in range(max(len(c) for c in cells)):
             parts = [(c[row] if row < len(c) else "").ljust(w) for c, w in zip(cells, widths)]

@@ -20,9 +20,13 @@ DEMO_CLASS = "woman"
 # Pink hair in buns: looks the base model never saw, so only the LoRA can draw her.
 DEMO_CHARACTER = Person(gender="woman", skin="tan", hair_colour="pink", hair_style="buns", glasses="yes")
 PHOTO_SIZE = 512
+SAMPLE_PICTURES = 16
+# What `flaws` adds, in words (the CLI and the tab say what they wrote).
+SAMPLE_FLAWS = ("a sideways photo with an EXIF flag, an RGBA PNG, a GIF, a caption without the trigger, "
+                "an exact copy, a thumbnail and a document")
 
 
-def shots(n: int = 16, seed: int = 7) -> list[Person]:
+def shots(n: int = SAMPLE_PICTURES, seed: int = 7) -> list[Person]:
     """n pictures of the character: every expression, background and clothing colour appears."""
     rng = random.Random(seed)
     out = []
@@ -42,7 +46,7 @@ def _photo(person: Person, seed: int, size: int = PHOTO_SIZE) -> Image.Image:
 
 def write_sample_dataset(folder: str | Path, trigger: str = DEMO_TRIGGER, flaws: bool = True,
                          size: int = PHOTO_SIZE) -> Path:
-    """16 pictures of the character; with `flaws`, some come the way phones and downloads deliver
+    """SAMPLE_PICTURES (16) pictures of the character; with `flaws`, some come the way phones and downloads deliver
     them (sideways with an EXIF flag, RGBA PNG, GIF, a caption without the trigger: `prepare`
     fixes those) and junk is added beside them (an exact copy, a thumbnail, a document: `prepare`
     drops those). Either way `prepare` ends with the same 16 pictures."""

@@ -16,11 +16,85 @@ from lib_lora_trainer.dataset.source import open_source
 
 from . import captions_edit as C
 from .report_html import report_to_html
-from .workspace import import_uploads, load_source
+from .workspace import import_uploads, load_source, write_sample
 
 
 def error_html(message: str) -> str:
     return f'<p class="lt-error">{escape(str(message))}</p>'
+
+
+def warning_html(message: str) -> str:
+    return f'<p class="lt-warning">{escape(str(message))}</p>'
+
+
+# What a check / a prepare depends on; each result keeps the values it was made with (a "stamp"),
+# so a later change of the form (a preset sets resolution, crop and repeats) marks it out of date
+# instead of leaving a stale "512 px" on screen.
+CHECK_KEYS = ("trigger", "resolution")
+PREPARE_KEYS = ("trigger", "class_token", "resolution", "crop", "repeats")
+_LABELS = {"trigger": "Trigger word", "class_token": "Class token", "resolution": "Resolution", "crop": "Crop",
+           "repeats": "Repeats"}
+_WHERE = "Model and parameters"   # the section that holds Resolution, Crop, Repeats and Class token
+
+
+def _whole(value, default=None):
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return default if value in (None, "") else value
+
+
+def _recipe(trigger=None, resolution=None, crop=None, class_token=None, repeats=None) -> dict:
+    """The form's values as a check or a prepare uses them (normalised, so 512.0 == 512)."""
+    return {"trigger": (trigger or "").strip(), "resolution": _whole(resolution, 512),
+            "crop": crop or "center", "class_token": (class_token or "").strip(), "repeats": _whole(repeats, 1)}
+
+
+def _shown(key: str, value) -> str:
+    if key == "resolution":
+        return f"{value} px"
+    return f"{value}" if value not in ("", None) else "(none)"
+
+
+def _changes(stamp: dict, now: dict, keys: tuple[str, ...]) -> tuple[str, str]:
+    """('Resolution 512 px, Repeats 100', 'Resolution 64 px, Repeats 25') for the keys that differ."""
+    diff = [k for k in keys if stamp.get(k) != now.get(k)]
+    was = ", ".join(f"{_LABELS[k]} {_shown(k, stamp.get(k))}" for k in diff)
+    new = ", ".join(f"{_LABELS[k]} {_shown(k, now.get(k))}" for k in diff)
+    return was, new
+
+
+def recipe_note(resolution, crop) -> str:
+    """The line in the Dataset section that says which resolution and crop Check and Prepare use."""
+    r = _recipe(resolution=resolution, crop=crop)
+    return (f'<p class="lt-note">Check and Prepare use <b>{escape(_shown("resolution", r["resolution"]))}</b>, '
+            f'<b>{escape(r["crop"])}</b> crop: "Resolution" and "Crop" in {_WHERE} (the preset sets them). '
+            "Start training uses the same values.</p>")
+
+
+def report_status(stamp: dict | None, trigger: str, resolution) -> str | None:
+    """The report to show after the trigger or the resolution changed: None = leave it as it is;
+    the checked report, under a warning when it was checked with other values."""
+    if not stamp:
+        return None
+    was, now = _changes(stamp, _recipe(trigger, resolution), CHECK_KEYS)
+    if not was:
+        return stamp["html"]
+    return warning_html(f"This report was checked with {was}; the form now says {now}. "
+                        'Press "Check dataset" to check again.') + stamp["html"]
+
+
+def prepare_status(stamp: dict | None, trigger: str, class_token: str, resolution, crop: str,
+                   repeats) -> str | None:
+    """The Prepare result to show after a value it used changed: None = leave it; the result
+    when the form still says what it was prepared with; otherwise what changed."""
+    if not stamp:
+        return None
+    was, now = _changes(stamp, _recipe(trigger, resolution, crop, class_token, repeats), PREPARE_KEYS)
+    if not was:
+        return stamp["html"]
+    return warning_html(f"The copy prepared with {was} is out of date: the form now says {now}. Start training "
+                        'prepares its own copy with the values of the form; press "Prepare" to see it.')
 
 
 def trainable_images(report: DatasetReport) -> int:
@@ -29,18 +103,20 @@ def trainable_images(report: DatasetReport) -> int:
     return len([r for r in report.usable_images() if r not in dropped])
 
 
-def run_check(src: str, trigger: str, resolution: float) -> tuple[str, int]:
-    """(report HTML, trainable image count); never raises: a bad input is a red message."""
+def run_check(src: str, trigger: str, resolution: float) -> tuple[str, int, dict | None]:
+    """(report HTML, trainable image count, what it was checked with); never raises: a bad input
+    is a red message (and no stamp)."""
     if not (src or "").strip():
-        return error_html("Dataset folder: enter the path of a folder of images or a .zip."), 0
+        return error_html("Dataset folder: enter the path of a folder of images or a .zip."), 0, None
     try:
         with open_source(src.strip()) as root:
             # workers=1: never fork the web UI's process (it may hold a GPU context).
             report = check_dataset(root, int(resolution or 512), (trigger or "").strip() or None, workers=1,
                                    display_root=src.strip())
     except (ValueError, OSError) as exc:
-        return error_html(str(exc)), 0
-    return report_to_html(report), trainable_images(report)
+        return error_html(str(exc)), 0, None
+    html = report_to_html(report)
+    return html, trainable_images(report), {**_recipe(trigger, resolution), "html": html}
 
 
 def gallery_items(folder: str, thumbs_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
@@ -61,15 +137,35 @@ def gallery_items(folder: str, thumbs_dir: Path) -> tuple[list[tuple[str, str]],
 
 def load(src: str, files, trigger: str, resolution: float, datasets_dir: Path, thumbs_dir: Path):
     """Load a path (or uploaded files when given): returns
-    (folder, report html, gallery, rels, image count, message)."""
+    (folder, report html, gallery, rels, image count, message, check stamp)."""
     try:
         folder = import_uploads(files, datasets_dir) if files else load_source(src, datasets_dir)
     except (ValueError, OSError) as exc:
-        return src, error_html(exc), [], [], 0, ""
-    report, count = run_check(str(folder), trigger, resolution)
-    gallery, rels = gallery_items(str(folder), thumbs_dir)
+        return src, error_html(exc), [], [], 0, "", None
     note = f"Loaded {folder}" + (" (a copy: edits are kept there)" if str(folder) != (src or "").strip() else "")
-    return str(folder), report, gallery, rels, count, note
+    return _show(folder, trigger, resolution, thumbs_dir, note)
+
+
+def _show(folder: Path, trigger: str, resolution, thumbs_dir: Path, note: str):
+    report, count, stamp = run_check(str(folder), trigger, resolution)
+    gallery, rels = gallery_items(str(folder), thumbs_dir)
+    return str(folder), report, gallery, rels, count, f"<p>{escape(note)}</p>", stamp
+
+
+def load_sample(trigger: str, resolution: float, datasets_dir: Path, thumbs_dir: Path):
+    """Write the sample dataset (the demo character, with the mistakes real folders have) into a new
+    folder of the workspace and load it: (folder, report html, gallery, rels, image count, message,
+    check stamp, trigger word). An empty trigger word becomes the sample's own."""
+    from lib_lora_trainer.demo.sample_dataset import DEMO_CLASS, DEMO_TRIGGER
+
+    word = (trigger or "").strip() or DEMO_TRIGGER
+    try:
+        folder = write_sample(datasets_dir, word)
+    except (ValueError, OSError) as exc:
+        return "", error_html(f"Sample dataset: {exc}"), [], [], 0, "", None, trigger
+    note = (f"Loaded the sample dataset into {folder}: 16 pictures of '{word}' (a {DEMO_CLASS}), with the "
+            "mistakes real folders have, for the report to find and Prepare to fix.")
+    return (*_show(folder, word, resolution, thumbs_dir, note), word)
 
 
 def select_image(rels: list[str], folder: str, index: int | None) -> tuple[str, str]:
@@ -129,38 +225,44 @@ def run_auto_caption(folder: str, captioner_name: str, overwrite: bool, trigger:
 
 
 def run_prepare(folder: str, trigger: str, class_token: str, resolution: float, crop: str, repeats: float,
-                prepared_root: Path) -> str:
-    """Prepare into `<prepared_root>/<folder name>` (replacing its img/) and say what was done."""
+                prepared_root: Path) -> tuple[str, dict | None]:
+    """Prepare into `<prepared_root>/<folder name>` (replacing its img/) and say what was done, with
+    which resolution and crop. Returns (html, stamp: the values used, None on failure)."""
     if not (folder or "").strip():
-        return error_html("Dataset folder: load a dataset first.")
+        return error_html("Dataset folder: load a dataset first."), None
     if not (trigger or "").strip():
-        return error_html("Trigger word: enter it before preparing (it names the image folder).")
+        return error_html("Trigger word: enter it before preparing (it names the image folder)."), None
+    used = _recipe(trigger, resolution, crop, class_token, repeats)
+    res = used["resolution"]
+    if not isinstance(res, int) or res < 64 or res % 64:
+        return error_html(f"Resolution ({_WHERE}): {res} is not a multiple of 64; use e.g. 512, 768 or 1024."), None
     out = Path(prepared_root) / Path(folder).name
     try:
         result = prepare_dataset(folder, PrepareOptions(
-            out=out, trigger=trigger.strip(), class_token=(class_token or "").strip() or None,
-            repeats=int(repeats or 1), resolution=int(resolution or 512), crop=crop or "center",
+            out=out, trigger=used["trigger"], class_token=used["class_token"] or None,
+            repeats=int(used["repeats"] or 1), resolution=res, crop=used["crop"],
             trigger_in_captions=True, force=True), workers=1)
     except (ValueError, OSError) as exc:
-        return error_html(exc)
+        return error_html(exc), None
     rows = "".join(f"<li>{escape(rel)}: {escape(why)}</li>" for rel, why in sorted(result.skipped.items()))
     skipped = f"<p>Skipped:</p><ul>{rows}</ul>" if rows else ""
-    return (f"<p>Prepared <b>{len(result.images)}</b> images ({escape(crop or 'center')} crop, "
-            f"{int(resolution)} px) into <code>{escape(str(result.image_dir))}</code>. "
-            f"Training prepares its own copy the same way.</p>{skipped}")
+    html = (f"<p>Prepared <b>{len(result.images)}</b> images at <b>{res} px</b>, {escape(used['crop'])} crop "
+            f"(Resolution and Crop in {_WHERE}) into <code>{escape(str(result.image_dir))}</code>. "
+            f"Start training prepares its own copy the same way.</p>{skipped}")
+    return html, {**{k: used[k] for k in PREPARE_KEYS}, "html": html}
 
 
 # ---- layout -----------------------------------------------------------------------------------
 
 def build(host, fields: dict):
-    """Lay out the section; config-field components go into `fields` (trigger, resolution, crop).
+    """Lay out the section; its config-field component (trigger) goes into `fields`. Events that
+    need fields of other sections (resolution, crop, repeats, class token) are wired by `wire`.
     Returns the components other sections need."""
     import gradio as gr
 
     from .fields import field_infos, make_component
 
     infos = field_infos()
-    datasets_dir = host.data_dir() / "datasets"
     thumbs_dir = host.data_dir() / "thumbnails"
     captioners = host.captioners()
 
@@ -168,18 +270,19 @@ def build(host, fields: dict):
         src = gr.Textbox(label="Dataset folder or .zip", elem_id="lora_trainer_dataset_src", scale=4,
                          placeholder="/path/to/photos")
         load_btn = gr.Button("Load", elem_id="lora_trainer_load", variant="primary", scale=1)
+        sample_btn = gr.Button("Load the sample dataset", elem_id="lora_trainer_load_sample", scale=1)
     with gr.Accordion("Or upload images (with .txt captions) or a .zip", open=False):
         upload = gr.File(file_count="multiple", file_types=["image", ".zip", ".txt"], elem_id="lora_trainer_upload",
                          label="Files")
-    with gr.Row():
-        fields["trigger"] = make_component(infos["trigger"], label="Trigger word")
-        fields["resolution"] = make_component(infos["resolution"], label="Resolution")
-        fields["crop"] = make_component(infos["crop"], label="Crop")
+    fields["trigger"] = make_component(infos["trigger"], label="Trigger word")
+    note = gr.HTML(elem_id="lora_trainer_dataset_recipe")
     check_btn = gr.Button("Check dataset", elem_id="lora_trainer_check")
     message = gr.HTML(elem_id="lora_trainer_dataset_message")
     report = gr.HTML(elem_id="lora_trainer_dataset_report")
     num_images = gr.Number(value=0, visible=False, precision=0, elem_id="lora_trainer_num_images")
     rels = gr.State([])
+    checked = gr.State(None)    # the last report and the values it was checked with
+    prepared = gr.State(None)   # the last Prepare result and the values it used
 
     with gr.Row():
         with gr.Column(scale=3):
@@ -211,11 +314,7 @@ def build(host, fields: dict):
         prepare_btn = gr.Button("Prepare (crop and resize a copy)", elem_id="lora_trainer_prepare")
     prepare_out = gr.HTML(elem_id="lora_trainer_prepare_result")
 
-    trig, res = fields["trigger"], fields["resolution"]
-    loaded = [src, report, gallery, rels, num_images, message]
-    load_btn.click(lambda s, t, r: load(s, None, t, r, datasets_dir, thumbs_dir), [src, trig, res], loaded)
-    upload.upload(lambda f, t, r: load("", f, t, r, datasets_dir, thumbs_dir), [upload, trig, res], loaded)
-    check_btn.click(run_check, [src, trig, res], [report, num_images])
+    trig = fields["trigger"]
 
     def on_select(rel_list, folder, evt):
         return select_image(rel_list, folder, evt.index)
@@ -227,6 +326,40 @@ def build(host, fields: dict):
     replace_btn.click(lambda f, a, b: bulk_find_replace(f, a, b, thumbs_dir), [src, find, replace], edited)
     caption_btn.click(lambda f, n, o, t: run_auto_caption(f, n, o, t, host.captioners(), thumbs_dir),
                       [src, captioner, overwrite, trig], edited)
-    return {"src": src, "num_images": num_images, "report": report, "gallery": gallery,
-            "prepare_btn": prepare_btn, "prepare_out": prepare_out,
-            "prepared_root": host.data_dir() / "prepared"}
+    return {"src": src, "load_btn": load_btn, "sample_btn": sample_btn, "upload": upload, "note": note,
+            "check_btn": check_btn, "message": message, "num_images": num_images, "report": report,
+            "gallery": gallery, "rels": rels, "checked": checked, "prepared": prepared,
+            "prepare_btn": prepare_btn, "prepare_out": prepare_out}
+
+
+def wire(host, fields: dict, parts: dict) -> None:
+    """Events that read the recipe fields laid out by the parameters section (called by tab.py once
+    every section is built): load, sample, check and prepare use Resolution, Crop, Repeats and Class
+    token from there, say so, and are marked out of date when those change (e.g. by a preset)."""
+    import gradio as gr
+
+    datasets_dir = host.data_dir() / "datasets"
+    thumbs_dir = host.data_dir() / "thumbnails"
+    prepared_root = host.data_dir() / "prepared"
+    trig, cls, res, crop, rep = (fields[n] for n in ("trigger", "class_token", "resolution", "crop", "repeats"))
+    p = parts
+    loaded = [p["src"], p["report"], p["gallery"], p["rels"], p["num_images"], p["message"], p["checked"]]
+    p["load_btn"].click(lambda s, t, r: load(s, None, t, r, datasets_dir, thumbs_dir), [p["src"], trig, res], loaded)
+    p["upload"].upload(lambda f, t, r: load("", f, t, r, datasets_dir, thumbs_dir), [p["upload"], trig, res], loaded)
+    p["sample_btn"].click(lambda t, r: load_sample(t, r, datasets_dir, thumbs_dir), [trig, res], [*loaded, trig])
+    p["check_btn"].click(run_check, [p["src"], trig, res], [p["report"], p["num_images"], p["checked"]])
+    p["prepare_btn"].click(
+        lambda folder, t, c, r, cr, n: run_prepare(folder, t, c, r, cr, n, prepared_root),
+        [p["src"], trig, cls, res, crop, rep], [p["prepare_out"], p["prepared"]])
+
+    def keep_or(value):
+        return gr.update() if value is None else value
+
+    def on_recipe(t, c, r, cr, n, checked, prepared):
+        return (recipe_note(r, cr), keep_or(report_status(checked, t, r)),
+                keep_or(prepare_status(prepared, t, c, r, cr, n)))
+    for comp in (trig, cls, res, crop, rep):
+        comp.change(on_recipe, [trig, cls, res, crop, rep, p["checked"], p["prepared"]],
+                    [p["note"], p["report"], p["prepare_out"]], show_progress="hidden")
+    # The note's first value, from the form's first values (the page is rendered from `.value`).
+    p["note"].value = recipe_note(res.value, crop.value)

@@ -13,10 +13,12 @@ from typing import Any
 from lib_lora_trainer.config.errors import ConfigError
 from lib_lora_trainer.config.training_config import FieldInfo, TrainingConfig
 
-# Shown outside the accordion (in this order, by the sections that own them).
-DATASET_FIELDS = ("trigger", "resolution", "crop")
-MAIN_FIELDS = ("name", "class_token", "engine", "repeats", "epochs", "batch_size", "learning_rate",
-               "lr_scheduler", "optimizer", "network_dim", "network_alpha", "mixed_precision")
+# Shown outside the accordion (in this order, by the sections that own them). Resolution and crop
+# are part of the recipe (the preset sets them), so they sit with the preset; the Dataset
+# section's Check and Prepare read them from there and say which values they used.
+DATASET_FIELDS = ("trigger",)
+MAIN_FIELDS = ("name", "class_token", "engine", "resolution", "crop", "repeats", "epochs", "batch_size",
+               "learning_rate", "lr_scheduler", "optimizer", "network_dim", "network_alpha", "mixed_precision")
 # Set by other controls: the checkpoint dropdown and the preset dropdown.
 NOT_A_FORM_FIELD = ("base_model", "preset")
 GROUP_TITLES = {"job": "Job", "dataset": "Dataset", "training": "Length", "optimizer": "Optimizer",

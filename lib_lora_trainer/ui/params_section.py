@@ -18,6 +18,9 @@ DEFAULT_PRESET = "sd15-portrait"
 ARITHMETIC_FIELDS = ("repeats", "epochs", "batch_size", "grad_accum", "max_train_steps", "num_processes",
                      "lr_warmup")
 _PLACEHOLDER = {"name": "plan", "base_model": "plan"}  # lets an unfinished form be priced
+# How F.MAIN_FIELDS are laid out: identity; images and length; optimizer; network.
+MAIN_ROWS = (("name", "class_token", "engine"), ("resolution", "crop", "repeats", "epochs", "batch_size"),
+             ("learning_rate", "lr_scheduler", "optimizer"), ("network_dim", "network_alpha", "mixed_precision"))
 
 
 def form_names() -> list[str]:
@@ -114,8 +117,7 @@ def build(host, fields: dict, default_preset: str = DEFAULT_PRESET):
         preset = gr.Dropdown(choices=[p.id for p in list_presets()], value=default_preset, label="Preset",
                              elem_id="lora_trainer_preset", scale=3)
     preset_info = gr.Markdown(preset_description(default_preset), elem_id="lora_trainer_preset_info")
-    main = list(F.MAIN_FIELDS)
-    for row in (main[:3], main[3:7], main[7:]):
+    for row in MAIN_ROWS:
         with gr.Row():
             for name in row:
                 value = "" if name == "name" else cfg.to_dict()[name]

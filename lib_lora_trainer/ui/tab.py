@@ -28,11 +28,7 @@ def build_tab(host, default_preset: str = params_section.DEFAULT_PRESET):
         names = params_section.form_names()
         comps = [fields[n] for n in names]
         params_section.wire(host, fields, params, dataset["num_images"])
-        dataset["prepare_btn"].click(
-            lambda folder, trig, cls, res, crop, rep: dataset_section.run_prepare(
-                folder, trig, cls, res, crop, rep, dataset["prepared_root"]),
-            [dataset["src"], fields["trigger"], fields["class_token"], fields["resolution"], fields["crop"],
-             fields["repeats"]], [dataset["prepare_out"]])
+        dataset_section.wire(host, fields, dataset)   # check and prepare read the recipe fields of section 2
         train_section.wire(host, train, result,
                            [dataset["src"], params["checkpoint"], params["preset"], *comps], names)
     return blocks

@@ -2,7 +2,8 @@
 
 A folder path is used in place (caption edits write its .txt files; `prepare` never touches
 it). A .zip path, or images / a zip uploaded from the browser, are copied into a new folder
-under `<data dir>/datasets/`, so edits are kept and training reads the same files.
+under `<data dir>/datasets/`, so edits are kept and training reads the same files. The sample
+dataset is written there too.
 """
 
 from __future__ import annotations
@@ -48,6 +49,21 @@ def load_source(src: str, datasets_dir: Path) -> Path:
     folder = _new_folder(datasets_dir, path.stem)
     try:
         extract_zip_safely(path, folder)
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def write_sample(datasets_dir: Path, trigger: str | None = None) -> Path:
+    """The sample dataset (demo/sample_dataset.py: the demo character with the mistakes real folders
+    have) written into a new folder under datasets_dir, captioned with `trigger` (default: the
+    sample's own). A new folder each time, so earlier edits of a sample are never overwritten."""
+    from lib_lora_trainer.demo.sample_dataset import DEMO_TRIGGER, write_sample_dataset
+
+    folder = _new_folder(datasets_dir, "sample")
+    try:
+        write_sample_dataset(folder, (trigger or "").strip() or DEMO_TRIGGER)
     except Exception:
         shutil.rmtree(folder, ignore_errors=True)
         raise
