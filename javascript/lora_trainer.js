@@ -17,13 +17,21 @@
 
     // Put `<lora:name:weight>, trigger` into txt2img's prompt and switch to that tab, with
     // A1111's own helpers (updateInput, switch_to_txt2img) so gradio sees the change.
-    function loraTrainerSendToTxt2img(text) {
+    // Bound to the button with _js: it gets the values of the inputs (prompt, outcome) and returns
+    // one value per input, which the Python side (result_section.send_message) turns into the
+    // message under the button: "sent", or why not ("no-prompt": no succeeded job yet;
+    // "no-txt2img": no txt2img on this page, e.g. the standalone app).
+    function loraTrainerSendToTxt2img(text, _outcome) {
+        text = (text || '').trim();
+        if (!text) return [text, 'no-prompt'];
         const prompt = root().querySelector('#txt2img_prompt textarea');
-        if (!prompt || !text) return [text];
-        prompt.value = prompt.value.trim() ? `${prompt.value.trim()}, ${text}` : text;
+        if (!prompt) return [text, 'no-txt2img'];
+        const current = prompt.value.trim();
+        if (!current.includes(text)) prompt.value = current ? `${current}, ${text}` : text;
         if (typeof updateInput === 'function') updateInput(prompt);
+        else prompt.dispatchEvent(new Event('input', {bubbles: true}));
         if (typeof switch_to_txt2img === 'function') switch_to_txt2img();
-        return [text];
+        return [text, 'sent'];
     }
 
     // After a LoRA is installed: refresh A1111's Lora cards in txt2img and img2img (the hidden

@@ -2,11 +2,13 @@
 weight-0 identity, scores in range, the preview, the `test` CLI and the API routes."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from eval_helpers import host_like_start
 from jobs_helpers import cli, photos, tiny_config
 
 from lib_lora_trainer.evaluate.job_eval import evaluate_subject, subject_for_job
@@ -65,11 +67,16 @@ def test_every_sweep_has_the_right_cells_and_weight_zero_is_the_base(trained):
     assert "## Grids" in md_path.read_text()
 
 
-def test_test_cli_on_a_job_and_on_a_file(trained, tiny_model):
+def test_test_of_a_job_started_from_a_host_like_process_and_the_cli_on_a_file(trained, tiny_model, tmp_path):
+    """Issue 12 item 3: the test subprocess started from a process whose working folder and
+    PYTHONPATH are not the repository's (a host's) runs to the end in the trainer Python, with its
+    progress in pictures; the `test` CLI on a file says what it lacks."""
     service, job = trained
-    r = cli(service.data_dir, "test", job.id, "--seeds", "1", "--steps", "2", "--data-dir", service.data_dir)
-    assert r.returncode == 0, r.stderr
-    assert "verdict:" in r.stdout and (Path(job.job_dir) / "test" / "report.json").is_file()
+    out, status, _ = host_like_start(tmp_path, service, job, sys.executable, extra=("--seeds", "1", "--steps", "2"),
+                                     timeout=400)
+    assert status["state"] == "done", (status, (Path(job.job_dir) / "test.log").read_text()[-2000:])
+    assert status["done"] == status["total"] == 6 * 6 + 1 and status["text"] == "tested: 37 pictures"
+    assert "verdict:" in (Path(job.job_dir) / "test.log").read_text()
     # The embedding scorer has no weights here: said, not failed.
     report = json.loads((Path(job.job_dir) / "test" / "report.json").read_text())
     assert "no weights" in report["skipped_scorers"]["embeddings"]

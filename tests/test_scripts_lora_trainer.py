@@ -115,7 +115,8 @@ def test_script_registers_the_tab_built_on_the_a1111_host(monkeypatch, tmp_path)
         ids = {getattr(b, "elem_id", None) for b in blocks.blocks.values()}
         assert {"lora_trainer_dataset_src", "lora_trainer_check", "lora_trainer_dataset_report", "lora_trainer_start",
                 "lora_trainer_stop", "lora_trainer_refresh", "lora_trainer_send_txt2img", "lora_trainer_checkpoint",
-                "lora_trainer_cfg_optimizer_args", "lora_trainer_result"} <= ids
+                "lora_trainer_cfg_optimizer_args", "lora_trainer_result", "lora_trainer_test_start",
+                "lora_trainer_result_message"} <= ids
         assert all(i.startswith("lora_trainer") for i in ids if i)
         checkpoint = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "lora_trainer_checkpoint")
         assert checkpoint.choices == ["sd15.safetensors [abc]"]
@@ -131,3 +132,57 @@ def test_script_registers_the_tab_built_on_the_a1111_host(monkeypatch, tmp_path)
         assert service.lora_dir == tmp_path / "override" and service.settings["sd_scripts_path"] == "/opt/sd-scripts"
     finally:
         a1111.job_service().stop_background()
+
+
+def test_test_inside_a1111_renders_with_a1111s_txt2img_in_a_thread(monkeypatch, tmp_path):
+    """Issue 12 items 3 and 4: inside A1111, POST /jobs/{id}/test (and the Result section's button)
+    run the in-process tester with A1111's own txt2img - never a subprocess in A1111's Python, which
+    has no diffusers - one txt2img call per cell with all its seeds, and report pictures done."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from eval_helpers import succeeded_job
+    from lib_lora_trainer.evaluate.auto import tester_for
+    from lib_lora_trainer.hosts import a1111
+    from lib_lora_trainer.hosts.a1111_renderer import A1111AutoTest
+
+    registered, shared, _ = _fake_a1111(monkeypatch, tmp_path)
+    calls = []
+
+    class P:
+        def __init__(self, **kw):
+            self.kw = kw
+
+        def close(self):
+            pass
+
+    def process_images(p):
+        calls.append(p.kw)
+        return types.SimpleNamespace(images=[Image.new("RGB", (16, 16), (s % 256, 9, 9)) for s in p.kw["seed"]],
+                                     index_of_first_image=0)
+
+    processing = types.ModuleType("modules.processing")
+    processing.StableDiffusionProcessingTxt2Img, processing.process_images = P, process_images
+    monkeypatch.setitem(sys.modules, "modules.processing", processing)
+    monkeypatch.setattr(sys.modules["modules"], "processing", processing, raising=False)
+    shared.sd_model = "the model"
+    app = FastAPI()
+    [started] = registered["app_started"]
+    started(None, app)
+    service = a1111.job_service()
+    try:
+        tester = tester_for(service)
+        assert isinstance(tester, A1111AutoTest)
+        job = succeeded_job(service, tmp_path)
+        client = TestClient(app)
+        r = client.post(f"/lora-trainer/v1/jobs/{job.id}/test")
+        assert r.status_code == 202, r.text
+        tester.wait(job.id, timeout=120)
+        body = client.get(f"/lora-trainer/v1/jobs/{job.id}/test").json()
+        assert body["state"] == "done", body
+        # 2 dataset + 3 novel prompts x (base + 5 weights) cells of 4 seeds, + 1 preview picture
+        assert body["done"] == body["total"] == 5 * 6 * 4 + 1 and len(calls) == 5 * 6 + 1
+        assert all(c["batch_size"] == len(c["seed"]) for c in calls) and calls[0]["seed"] == [1, 2, 3, 4]
+    finally:
+        service.stop_background()

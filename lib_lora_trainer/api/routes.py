@@ -218,32 +218,43 @@ def build_router(service, *, dataset_roots: Sequence[str | os.PathLike], upload_
         return FileResponse(path)
 
     # ---- train then test ----
-    @router.get("/jobs/{job_id}/test", name="lora_trainer_test_report", summary="The job's test report",
-                description="The scored report of the test grids (LoRA weights x prompts, fixed seeds) once the "
-                            "test finished; `state` says none/running/failed otherwise. Grid images: "
-                            "GET /jobs/{id}/test/{filename}.",
-                responses={200: docs.json_response("The report or its state", {"state": "done", "report": {}}),
-                           **docs.errors(401, 404)})
+    @router.get("/jobs/{job_id}/test", name="lora_trainer_test_report", summary="The job's test: progress and report",
+                description="The state of the job's test (none/running/done/failed) with its progress in pictures "
+                            "(`done`/`total`, `text` = \"testing: n/N pictures\") or its error, and the scored "
+                            "report of the test grids (LoRA weights x prompts, fixed seeds) once it finished. "
+                            "Grid images: GET /jobs/{id}/test/{filename}.",
+                responses={200: docs.json_response("The report or its state", {
+                    "state": "running", "done": 24, "total": 145, "text": "testing: 24/145 pictures",
+                    "error": None, "report": None}), **docs.errors(401, 404)})
     async def test_report(request: Request, job_id: str):
-        from lib_lora_trainer.evaluate.auto import test_state
+        from lib_lora_trainer.evaluate.auto import test_status
         from lib_lora_trainer.evaluate.job_eval import report_for_job
 
         job = await run_in_threadpool(A.get_job, service, job_id)
-        state = test_state(Path(job.job_dir))
-        report = report_for_job(Path(job.job_dir)) if state == "done" else None
-        return JSONResponse({"state": state, "report": report})
+        status = await run_in_threadpool(test_status, Path(job.job_dir))
+        report = report_for_job(Path(job.job_dir)) if status.state == "done" else None
+        return JSONResponse({**status.as_dict(), "report": report})
 
     @router.post("/jobs/{job_id}/test", name="lora_trainer_test_start", status_code=202,
                  summary="Start (or restart) the test of a succeeded job",
-                 responses={202: docs.json_response("Started", {"state": "running"}), **docs.errors(401, 403, 404, 409)})
+                 description="Renders the test grids in the background (inside A1111 with its own txt2img, "
+                             "standalone in the trainer environment); follow it with GET /jobs/{id}/test. "
+                             "A test that is running already is not started twice.",
+                 responses={202: docs.json_response("Started", {"state": "running", "done": 0, "total": 0,
+                                                                "text": "testing: starting (loading the model)"}),
+                            **docs.errors(401, 403, 404, 409)})
     async def test_start(request: Request, job_id: str):
-        from lib_lora_trainer.evaluate.auto import start_test, test_state
+        from lib_lora_trainer.evaluate.auto import TestStartError, test_status, tester_for
 
         job = await run_in_threadpool(A.get_job, service, job_id)
         if job.state != "succeeded":
             raise ApiError(409, f"job {job.id} is {job.state}; only a succeeded job can be tested", field="job_id")
-        await run_in_threadpool(start_test, job, service.data_dir)
-        return JSONResponse({"state": test_state(Path(job.job_dir))}, status_code=202)
+        try:
+            await run_in_threadpool(tester_for(service).start_test, job)
+        except TestStartError as exc:
+            raise ApiError(409, str(exc), field="job_id")
+        status = await run_in_threadpool(test_status, Path(job.job_dir))
+        return JSONResponse(status.as_dict(), status_code=202)
 
     @router.get("/jobs/{job_id}/test/{filename}", name="lora_trainer_test_file", summary="A test grid or report.md",
                 response_class=FileResponse,

@@ -26,6 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_test(args: argparse.Namespace) -> int:
+    from lib_lora_trainer.models.detect import ModelError
+
     from .job_eval import evaluate_subject, subject_for_file, subject_for_job
 
     try:
@@ -43,7 +45,7 @@ def run_test(args: argparse.Namespace) -> int:
                 raise PlanError("second_lora", "--sweep combine needs --second-lora FILE")
             overrides["second_lora"] = args.second_lora
         result, json_path, md_path = evaluate_subject(subject, sweeps, seeds=args.seeds, **overrides)
-    except (PlanError, KeyError, FileNotFoundError) as exc:
+    except (PlanError, ModelError, KeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     v = result.verdict

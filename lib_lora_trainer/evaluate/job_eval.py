@@ -62,7 +62,22 @@ def subject_for_file(lora: Path, model: Path | None, trigger: str | None, datase
 
 
 def evaluate_subject(subject: Subject, sweeps: set[str], renderer=None, scorers=None, seeds: int = 4,
-                     say=print, **plan_overrides):
+                     say=print, progress=None, **plan_overrides):
+    """Run the test and write its report into subject.out_dir; its progress (pictures done / in all)
+    and, on failure, the error go to `running.json` there (evaluate/progress.py) unless `progress`
+    is given."""
+    from .progress import ProgressFile
+
+    tracker = ProgressFile(subject.out_dir) if progress is None else progress
+    try:
+        return _evaluate(subject, sweeps, renderer, scorers, seeds, say, tracker, plan_overrides)
+    except BaseException as exc:
+        if hasattr(tracker, "fail"):
+            tracker.fail(f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _evaluate(subject: Subject, sweeps: set[str], renderer, scorers, seeds: int, say, progress, plan_overrides):
     from .renderer import DiffusersRenderer
     from .report import write_report
     from .scoring import default_scorers
@@ -79,7 +94,7 @@ def evaluate_subject(subject: Subject, sweeps: set[str], renderer=None, scorers=
         extra["checkpoints"] = subject.checkpoints
     plan = default_plan(subject.target, seeds=tuple(range(1, seeds + 1)), **extra)
     evaluation = Evaluation(subject.target, plan, subject.out_dir, renderer or DiffusersRenderer(subject.model),
-                            default_scorers() if scorers is None else scorers, say=say)
+                            default_scorers() if scorers is None else scorers, say=say, progress=progress)
     result = evaluation.run()
     json_path, md_path = write_report(result, subject.out_dir)
     return result, json_path, md_path

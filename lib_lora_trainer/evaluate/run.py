@@ -46,6 +46,7 @@ class EvalResult:
     grids: dict = field(default_factory=dict)                # sweep -> png path
     preview: str | None = None
     seconds: float = 0.0
+    pictures: int = 0                                        # rendered in all
 
 
 def default_plan(target: EvalTarget, dataset_prompts: int = 3, **overrides) -> EvalPlan:
@@ -63,9 +64,13 @@ def _mean_rows(rows: list[dict]) -> dict[str, float]:
 
 class Evaluation:
     def __init__(self, target: EvalTarget, plan: EvalPlan, out_dir: Path, renderer: Renderer, scorers: list,
-                 say=print):
+                 say=print, progress=None):
+        """`progress(done, total, cell)` is called after every render call: pictures done / in all."""
         plan.validate()
         self.t, self.plan, self.out, self.renderer, self.say = target, plan, Path(out_dir), renderer, say
+        self.progress = progress
+        self.done = 0
+        self.total = self.planned_pictures()
         self.result = EvalResult(target={k: str(v) if isinstance(v, Path) else v for k, v in vars(target).items()},
                                  plan={k: [str(x) for x in v] if isinstance(v, list) and k == "checkpoints"
                                        else (str(v) if isinstance(v, Path) else v) for k, v in vars(plan).items()})
@@ -83,10 +88,29 @@ class Evaluation:
                 self.scorers.append(s)
         self.result.identity = dict(self.ctx.identity)
 
-    def _render(self, prompt, loras, sampler=None, steps=None):
+    def planned_pictures(self) -> int:
+        """How many pictures run() renders in all (what "testing: n/N pictures" counts)."""
+        p, seeds = self.plan, len(self.plan.seeds)
+        axis_prompts = len(p.prompts[p.novel_from:][:2] or p.prompts[:1])
+        total = len(p.prompts) * (1 + len(p.weights)) * seeds                   # base + every weight
+        total += axis_prompts * (len(p.samplers) + len(p.steps_sweep)) * seeds
+        if p.checkpoints:
+            total += (1 + (len(p.checkpoints) + 1) * sum(1 for w in p.weights if w != 0)) * seeds
+        if p.second_lora:
+            total += axis_prompts * 3 * seeds
+        return total + 1                                                         # the preview
+
+    def _render(self, prompt, loras, sampler=None, steps=None, seeds=None):
+        """All seeds of one cell in one renderer call (the renderer batches them)."""
         p = self.plan
-        return self.renderer.images(prompt, p.seeds, loras, sampler=sampler or p.sampler, steps=steps or p.steps,
-                                    cfg_scale=p.cfg_scale, negative=p.negative, width=p.width, height=p.height)
+        seeds = tuple(p.seeds if seeds is None else seeds)
+        images = self.renderer.images(prompt, seeds, loras, sampler=sampler or p.sampler, steps=steps or p.steps,
+                                      cfg_scale=p.cfg_scale, negative=p.negative, width=p.width, height=p.height)
+        self.done += len(seeds)
+        if self.progress is not None:
+            weights = ", ".join(f"{Path(path).stem}:{float(w):g}" for path, w in loras) or "no LoRA"
+            self.progress(self.done, self.total, f"{prompt[:60]} ({weights})")
+        return images
 
     def _score(self, images, prompt, base) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -97,6 +121,8 @@ class Evaluation:
     def run(self) -> EvalResult:
         start = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.progress is not None:
+            self.progress(0, self.total, "loading the model")
         grid_rows = self._weight_sweep(self.t.lora, "weights")
         self._write_grid("weights", grid_rows)
         self._summarise()
@@ -110,6 +136,7 @@ class Evaluation:
             self._combination()
         self.result.preview = str(self._write_preview())
         self.result.seconds = round(time.perf_counter() - start, 1)
+        self.result.pictures = self.done
         return self.result
 
     # --- sweeps ---------------------------------------------------------------------
@@ -215,7 +242,7 @@ class Evaluation:
     def _write_preview(self) -> Path:
         """`<lora stem>.preview.png` beside the LoRA: A1111's Lora tab shows it as the card image."""
         prompt = self.plan.prompts[self.plan.novel_from] if self.plan.novel_from < len(self.plan.prompts) else self.plan.prompts[0]
-        image = self._render(prompt, [(self.t.lora, self._preview_weight())])[0]
+        image = self._render(prompt, [(self.t.lora, self._preview_weight())], seeds=self.plan.seeds[:1])[0]
         path = Path(self.t.lora).with_suffix(".preview.png")
         with atomic.atomic_path(path) as tmp:
             image.resize((max(256, image.width), max(256, image.height)), Image.Resampling.NEAREST).save(tmp, format="PNG")

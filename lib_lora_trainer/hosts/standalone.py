@@ -54,7 +54,8 @@ class StandaloneHost:
             from lib_lora_trainer.jobs.service import JobService
 
             self._service = JobService(self._data_dir, self._lora_dir, settings=self._settings)
-            self._service.hooks.add(AutoTestHook(self._service.data_dir))  # train then test, in a subprocess
+            # train then test, in a subprocess of the trainer environment
+            self._service.hooks.add(AutoTestHook(self._service.data_dir, settings=self._service.settings))
             self._service.start_background()
         return self._service
 

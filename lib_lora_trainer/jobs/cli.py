@@ -71,7 +71,8 @@ def _service(args):
     from lib_lora_trainer.evaluate.auto import AutoTestHook
 
     service = JobService(data_dir=getattr(args, "data_dir", None), lora_dir=getattr(args, "lora_dir", None))
-    service.hooks.add(AutoTestHook(service.data_dir))  # train then test (per job: test_after_training)
+    # train then test (per job: test_after_training), in the trainer environment the settings name
+    service.hooks.add(AutoTestHook(service.data_dir, settings=service.settings))
     return service
 
 

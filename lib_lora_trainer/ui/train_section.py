@@ -95,7 +95,7 @@ def view(host, selected: str | None, notify=None) -> dict:
     job = V.pick_job(jobs, selected)
     if notify:
         notify(job)
-    html, prompt, grid, report = result_view(job)
+    html, prompt, grid, report = result_view(job, jobs)  # a newer running/failed job never hides a LoRA
     return {
         "choices": [V.job_label(j) for j in reversed(jobs)],
         "selected": V.job_label(job) if job else None,
