@@ -66,3 +66,23 @@ def test_renderer_says_when_a1111_returned_too_few_pictures(monkeypatch):
     _fake_modules(monkeypatch, lambda p: types.SimpleNamespace(images=[], index_of_first_image=0), threading.Lock())
     with pytest.raises(RuntimeError, match="0 pictures for 2 seeds"):
         A1111Renderer().images("zk", [1, 2], [], sampler="Euler a", steps=2, cfg_scale=5.0)
+
+
+def test_renderer_asks_a1111_for_the_size_a_small_vae_factor_needs(monkeypatch):
+    """A1111 divides by 8 whatever the VAE: for the demo model (VAE factor 4, an LDM encoder with 3
+    resolutions) it is asked for twice the size, so the pictures come out at the asked size."""
+    from lib_lora_trainer.hosts.a1111_renderer import size_scale
+
+    calls = []
+
+    def process_images(p):
+        calls.append(p.kw)
+        return types.SimpleNamespace(images=[Image.new("RGB", (64, 64))], index_of_first_image=0)
+
+    _fake_modules(monkeypatch, process_images, threading.Lock())
+    vae4 = types.SimpleNamespace(first_stage_model=types.SimpleNamespace(encoder=types.SimpleNamespace(num_resolutions=3)))
+    sys.modules["modules.shared"].sd_model = vae4
+    A1111Renderer().images("zk", [1], [], sampler="Euler a", steps=2, cfg_scale=5.0, width=64, height=64)
+    assert (calls[0]["width"], calls[0]["height"]) == (128, 128)
+    sd15 = types.SimpleNamespace(first_stage_model=types.SimpleNamespace(encoder=types.SimpleNamespace(num_resolutions=4)))
+    assert size_scale(sd15) == 1 and size_scale("no vae here") == 1

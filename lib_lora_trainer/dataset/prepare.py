@@ -70,9 +70,9 @@ class PrepareResult:
 def _validate(src: Path, opts: PrepareOptions) -> KohyaFolder:
     folder = folder_for(opts.repeats, opts.trigger, opts.class_token)
     if opts.crop not in CROP_MODES:
-        raise PrepareError(f"--crop must be one of {', '.join(CROP_MODES)}, got {opts.crop!r}")
+        raise PrepareError(f"crop must be one of {', '.join(CROP_MODES)}, got {opts.crop!r}")
     if opts.resolution < 64 or opts.resolution % 64:
-        raise PrepareError(f"--resolution must be a multiple of 64 (e.g. 512, 768, 1024), got {opts.resolution}")
+        raise PrepareError(f"resolution must be a multiple of 64 (e.g. 512, 768, 1024), got {opts.resolution}")
     out, source = opts.out.resolve(), src.resolve()
     if source.is_dir() and (out == source or source in out.parents):
         raise PrepareError(f"--out {opts.out} is inside the source {src}: the source is never written to. "
@@ -132,7 +132,7 @@ def prepare_dataset(src: str | Path, opts: PrepareOptions, workers: int | None =
         skipped.update({p.path: p.code for p in report.problems if p.code in _NOT_FIXABLE})
         todo = [rel for rel in report.scan.images if rel not in skipped]
         if not todo:
-            raise PrepareError(f"{src}: no usable image to prepare (run `dataset check` to see why).")
+            raise PrepareError(f"{src}: no usable image to prepare (the dataset check says why each file was left out).")
         opts.out.mkdir(parents=True, exist_ok=True)
         # Built beside img/ and swapped in: an interrupted run never leaves a half-written img/.
         with atomic.atomic_dir(opts.out / "img") as staging:

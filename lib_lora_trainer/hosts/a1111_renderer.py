@@ -25,6 +25,20 @@ def lora_prompt(prompt: str, loras) -> str:
     return prompt + tags
 
 
+A1111_LATENT_FACTOR = 8  # processing.py's opt_f: A1111 makes latents of width / 8, whatever the VAE
+
+
+def size_scale(sd_model) -> int:
+    """How much bigger to ask A1111 for a picture so it comes out at the asked size: A1111 sizes
+    latents with a fixed factor 8, and a model whose VAE downsamples by 4 (the demo model) would
+    render half the size (measured: 128 asked gave 64 px)."""
+    try:
+        factor = 2 ** (int(sd_model.first_stage_model.encoder.num_resolutions) - 1)
+    except (AttributeError, TypeError, ValueError):
+        return 1
+    return A1111_LATENT_FACTOR // factor if 0 < factor < A1111_LATENT_FACTOR else 1
+
+
 class A1111Renderer:
     def __init__(self, max_batch: int = MAX_BATCH):
         self.max_batch = max(1, int(max_batch))
@@ -34,13 +48,14 @@ class A1111Renderer:
         from modules.call_queue import queue_lock
 
         seeds = [int(s) for s in seeds]
+        scale = size_scale(shared.sd_model)
         out = []
         for start in range(0, len(seeds), self.max_batch):
             chunk = seeds[start:start + self.max_batch]
             p = processing.StableDiffusionProcessingTxt2Img(
                 sd_model=shared.sd_model, prompt=lora_prompt(prompt, loras), negative_prompt=negative or "",
                 seed=list(chunk), subseed=-1, sampler_name=sampler, steps=int(steps), cfg_scale=float(cfg_scale),
-                width=int(width or 512), height=int(height or 512), n_iter=1, batch_size=len(chunk),
+                width=int(width or 512) * scale, height=int(height or 512) * scale, n_iter=1, batch_size=len(chunk),
                 do_not_save_samples=True, do_not_save_grid=True)
             try:
                 with queue_lock:

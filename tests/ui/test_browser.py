@@ -1,14 +1,17 @@
 """The Train LoRA tab in a real browser: the standalone app (a real subprocess serving gradio
-3.41) driven by Debian's chromium. One user's day on the tiny model: open the tab, load the
-demo dataset, read the report, fix a caption, start training, watch the steps, reload the page
-mid-run, stop, resume, and find the LoRA. Screenshots of each stage go to tests/ui/artifacts/."""
+3.41) driven by Debian's chromium. One user's first day on the tiny model: open the tab, load the
+sample dataset, read the report, fix a caption, pick the preset (one resolution), start training,
+watch the steps, reload the page mid-run, stop, resume, find the LoRA, Send to txt2img (which
+says why it cannot here), and test the LoRA from the Result section. Screenshots of each stage
+go to tests/ui/artifacts/. tests/host/test_a1111_first_day.py walks the same day in real A1111."""
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
-from lib_lora_trainer.demo.sample_dataset import DEMO_TRIGGER, write_sample_dataset
+from lib_lora_trainer.demo.sample_dataset import DEMO_TRIGGER
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -34,7 +37,6 @@ def _wait_state(page, states, min_step=0, timeout_s=120):
 
 def test_a_training_day_in_the_browser(browser, ui_server, shoot, tmp_path):
     started = time.time()
-    demo = write_sample_dataset(tmp_path / "demo")
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -46,15 +48,17 @@ def test_a_training_day_in_the_browser(browser, ui_server, shoot, tmp_path):
     assert "No training job yet" in page.inner_text("#lora_trainer_progress")
     shoot(page, "01-open")
 
-    # 2. load the demo dataset: the report names the problems and the fixes
-    page.fill("#lora_trainer_dataset_src textarea", str(demo))
-    page.fill("#lora_trainer_cfg_trigger textarea", DEMO_TRIGGER)
-    page.click("#lora_trainer_load")
+    # 2. load the sample dataset: the report names the problems and the fixes, in the tab's words
+    page.click("#lora_trainer_load_sample")
     page.wait_for_selector("#lora_trainer_dataset_report table", timeout=60_000)
+    demo = Path(page.input_value("#lora_trainer_dataset_src textarea"))
+    assert demo.is_dir() and ui_server["data"] in demo.parents
+    assert page.input_value("#lora_trainer_cfg_trigger textarea") == DEMO_TRIGGER
     report = page.inner_text("#lora_trainer_dataset_report")
     for code in ("duplicate_exact", "trigger_missing", "exif_rotation", "too_small_severe", "unknown_file"):
         assert code in report
     assert "photo_09.txt" in report   # the caption that forgot the trigger
+    assert "--trigger" not in report and "run `" not in report  # no CLI commands in the tab
     page.wait_for_selector("#lora_trainer_gallery img")
     shoot(page, "02-report")
 
@@ -77,6 +81,8 @@ def test_a_training_day_in_the_browser(browser, ui_server, shoot, tmp_path):
     assert page.input_value("#lora_trainer_checkpoint input") == ui_server["model"].name
     _select(page, "lora_trainer_preset", "cpu-tiny")
     page.wait_for_function("() => document.querySelector('#lora_trainer_cfg_resolution input').value === '64'")
+    # One resolution: the dataset section says the one the preset set, and Prepare uses it.
+    page.wait_for_function("() => document.querySelector('#lora_trainer_dataset_recipe').innerText.includes('64 px')")
     # The preset fills the sections in more than one event: wait for its last value before typing.
     page.wait_for_function("() => document.querySelector('#lora_trainer_plan').innerText.includes('x 2 repeats')",
                            timeout=60_000)
@@ -131,5 +137,12 @@ def test_a_training_day_in_the_browser(browser, ui_server, shoot, tmp_path):
     assert lora.is_file() and lora.stat().st_size > 1000
     sidecar = json.loads(lora.with_suffix(".json").read_text(encoding="utf-8"))
     assert sidecar["activation text"] == DEMO_TRIGGER
+    # Send to txt2img is there only where a txt2img is (inside A1111; tests/host walks it there).
+    assert not page.locator("#lora_trainer_send_txt2img").is_visible()
+
+    # Test this LoRA from the Result section: progress, then the grid.
+    page.click("#lora_trainer_test_start")
+    page.wait_for_selector("#lora_trainer_test_grid img", timeout=300_000)
+    shoot(page, "09-tested")
     assert not errors, errors
     print(f"browser flow: {time.time() - started:.1f} s, stopped at step {stopped_at}")
