@@ -136,13 +136,15 @@ def checkout(source_git_dir: Path, commit: str, dest: Path) -> None:
     say(f"checked out {dest} at {commit[:10]}")
 
 
-def write_tree(git_dir: Path, commit: str, dest: Path) -> list[str]:
+def write_tree(git_dir: Path, commit: str, dest: Path, keep=None) -> list[str]:
+    """Write the tree of `commit` (any tree-ish, e.g. "<commit>:webui") into dest, blob by blob;
+    returns the paths whose blobs are missing. keep(path) -> bool, when given, picks the paths."""
     listing = git(git_dir, "ls-tree", "-r", "-z", "--full-tree", commit).stdout.split("\0")
     entries = []
     for item in filter(None, listing):
         meta, path = item.split("\t", 1)
         mode, kind, sha = meta.split()
-        if kind == "blob":
+        if kind == "blob" and (keep is None or keep(path)):
             entries.append((mode, sha, path))
     skipped = []
     batch = subprocess.Popen(["git", f"--git-dir={git_dir}", "cat-file", "--batch"], stdin=subprocess.PIPE,
