@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from lib_lora_trainer import __version__
 
 
+# Modules only the trainer environment has. A UI environment without them (e.g. the gradio-4 one,
+# .venv-ui4) still offers every command; those that train or render say where to run them.
+TRAINER_MODULES = ("torch", "diffusers", "transformers", "peft", "accelerate")
+
+
+def _trainer_only(sub: argparse._SubParsersAction, name: str, missing: str) -> None:
+    def refuse(args) -> int:
+        print(f"error: `{name}` needs {missing}, which this Python ({sys.executable}) does not have: run it "
+              "with the trainer environment's python (e.g. .venv/bin/python -m lib_lora_trainer ...).",
+              file=sys.stderr)
+        return 2
+    p = sub.add_parser(name, help=f"(needs {missing}: not installed in this environment)", add_help=False)
+    p.set_defaults(func=refuse, any_arguments=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lib_lora_trainer.dataset import cli as dataset_cli
     from lib_lora_trainer.evaluate import cli as evaluate_cli
-    from lib_lora_trainer.demo import cli as demo_cli
-    from lib_lora_trainer.demo import model_cli as demo_model_cli
     from lib_lora_trainer.generation import cli as generation_cli
     from lib_lora_trainer.jobs import cli as jobs_cli
     from lib_lora_trainer.models import cli as models_cli
@@ -23,8 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     dataset_cli.add_parser(sub)
-    demo_cli.add_parser(sub)
-    demo_model_cli.add_parser(sub)
+    for name, module in (("demo", "lib_lora_trainer.demo.cli"), ("demo-model", "lib_lora_trainer.demo.model_cli")):
+        try:
+            importlib.import_module(module).add_parser(sub)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] not in TRAINER_MODULES:
+                raise
+            _trainer_only(sub, name, exc.name)
     models_cli.add_parser(sub)
     generation_cli.add_parser(sub)
     jobs_cli.add_parsers(sub)
@@ -34,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "any_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return int(args.func(args) or 0)
 
 

@@ -33,7 +33,7 @@ def test_install_writes_file_and_sidecar_and_never_overwrites(tmp_path, lora_fil
                          notes="n")
     assert first == lora_dir / "zk.safetensors"
     side = json.loads((lora_dir / "zk.json").read_text())
-    assert side == {"description": "", "sd version": "SDXL", "activation text": "zkperson",
+    assert side == {"description": "", "sd version": "xl", "activation text": "zkperson",
                     "preferred weight": 0.8, "negative text": "", "notes": "n"}
     second = install_lora(lora_file, lora_dir, "zk", model_type="sdxl", trigger="zkperson")
     third = install_lora(lora_file, lora_dir, "zk", model_type="sdxl", trigger="zkperson")

@@ -23,7 +23,7 @@ def test_cli_train_from_dataset_to_installed_lora_with_sidecar(tmp_path, tiny_mo
     lora = lora_dir / "zk_v1.safetensors"
     assert f"done: {lora}" in r.stdout and lora.is_file()
     sidecar = json.loads((lora_dir / "zk_v1.json").read_text())
-    assert sidecar["activation text"] == "zkperson" and sidecar["sd version"] == "SD1"
+    assert sidecar["activation text"] == "zkperson" and sidecar["sd version"] == "sd"
     assert sidecar["preferred weight"] == 1.0 and "4 steps, 6 images" in sidecar["notes"]
     _, md = read_lora_header(lora)
     assert md["ss_steps"] == "4" and md["ss_output_name"] == "zk_v1"

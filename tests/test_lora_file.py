@@ -275,7 +275,9 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch, where):
     elif where == "fsync":
         monkeypatch.setattr(lora_io.os, "fsync", boom)
     elif where == "serialize":
-        real = lora_io.safetensors.torch.save
+        import safetensors.torch   # lora_file.io imports it where it writes (no torch to read a header)
+
+        real = safetensors.torch.save
         calls = []
 
         def second_call_fails(*a, **k):  # the hash serialisation passes, the file's one fails
@@ -284,7 +286,7 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch, where):
                 raise OSError("boom")
             return real(*a, **k)
 
-        monkeypatch.setattr(lora_io.safetensors.torch, "save", second_call_fails)
+        monkeypatch.setattr(safetensors.torch, "save", second_call_fails)
     else:  # the temp file gets half the bytes, then the write fails
         real_write = Path.write_bytes
 

@@ -216,6 +216,7 @@ def fake_a1111(tmp_path, monkeypatch):
 def test_a1111_glue_moves_the_real_model_object_and_holds_the_queue(fake_a1111):
     from lib_lora_trainer.hosts import a1111
 
+    assert a1111.handoff_method() == "a1111"
     hooks = a1111.vram_handoff_hooks()
     model = fake_a1111.sd_models.model_data.sd_model
     job = SimpleNamespace(id="j1", gpu="0", config={})
@@ -262,3 +263,119 @@ def test_a1111_trainer_settings_honour_skip_install_and_ckpt_dir(fake_a1111, tmp
     assert settings["trainer_env_install"] is False and settings["trainer_python"] == "/opt/trainer/bin/python"
     fake_a1111.shared.cmd_opts.ckpt_dir = "/big/ckpts"
     assert [str(p) for p in a1111.checkpoint_dirs()] == ["/big/ckpts", "/models/Stable-diffusion"]
+
+
+# ---- the same glue against a stand-in shaped like Forge Neo ---------------------------------------
+# Neo (modules/sd_models.py, backend/memory_management.py): no send_model_to_device; model_data.sd_model
+# is never None (a FakeInitialModel); unload_model_weights swaps in a new FakeInitialModel (the model is
+# read from disk again at the next generation); its memory management unloads what is in VRAM and its
+# sampling loads it back (load_models_gpu). Shapes only: tests/test_host_real.py runs the real modules.
+
+FAKE_NEO = {
+    "modules/__init__.py": "",
+    "modules/shared.py": FAKE_MODULES["shared.py"].replace("ckpt_dir=None", "ckpt_dirs=[]"),
+    "modules/devices.py": FAKE_MODULES["devices.py"],
+    "modules/call_queue.py": FAKE_MODULES["call_queue.py"],
+    "modules/sd_models.py": """
+        from types import SimpleNamespace
+        from backend import memory_management
+        model_path = "/models/Stable-diffusion"
+        calls = []
+        class FakeInitialModel:
+            pass
+        class SdModelData:
+            def __init__(self):
+                self.sd_model = FakeInitialModel()
+        model_data = SdModelData()
+        def unload_model_weights(*args, **kwargs):
+            calls.append("unload_model_weights")
+            memory_management.unload_all_models()
+            model_data.sd_model = FakeInitialModel()
+        """,
+    "backend/__init__.py": "",
+    "backend/memory_management.py": """
+        calls = []
+        current_loaded_models = []
+        def unload_all_models():
+            calls.append("unload_all_models")
+            for m in current_loaded_models:
+                m.where = "cpu"
+            current_loaded_models.clear()
+        def soft_empty_cache(force=False):
+            calls.append("soft_empty_cache")
+        def load_models_gpu(models, *a, **kw):
+            calls.append("load_models_gpu")
+            for m in models:
+                m.where = "cuda"
+                if m not in current_loaded_models:
+                    current_loaded_models.append(m)
+        """,
+}
+
+
+@pytest.fixture
+def fake_neo(tmp_path, monkeypatch):
+    root = tmp_path / "neo"
+    for name, text in FAKE_NEO.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text))
+    monkeypatch.syspath_prepend(str(root))
+    stale = [m for m in sys.modules if m.split(".")[0] in ("modules", "backend")]
+    for name in stale:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setenv("LORA_TRAINER_DATA_DIR", str(tmp_path / "data"))
+    import backend.memory_management
+    import modules.call_queue
+    import modules.sd_models
+    import modules.shared
+    yield SimpleNamespace(sd_models=modules.sd_models, mm=backend.memory_management, shared=modules.shared,
+                          call_queue=modules.call_queue)
+    for name in [m for m in sys.modules if m.split(".")[0] in ("modules", "backend")]:
+        sys.modules.pop(name, None)
+
+
+def test_neo_glue_unloads_through_its_memory_management_and_keeps_the_model(fake_neo):
+    from lib_lora_trainer.hosts import a1111
+
+    class Patcher:
+        where = "cuda"
+    unet = Patcher()
+    fake_neo.mm.current_loaded_models.append(unet)
+    model = fake_neo.sd_models.model_data.sd_model
+    assert a1111.handoff_method() == "forge"
+    hooks = a1111.vram_handoff_hooks()
+    job = SimpleNamespace(id="j1", gpu="0", config={})
+    hooks.before_start(job)
+    assert unet.where == "cpu" and fake_neo.call_queue.queue_lock.locked()
+    assert fake_neo.mm.calls == ["unload_all_models", "soft_empty_cache"]
+    hooks.after_end(job)
+    assert not fake_neo.call_queue.queue_lock.locked()
+    # the model object stays (unload_model_weights would have thrown it away); Neo's next generation
+    # loads what it needs back itself
+    assert fake_neo.sd_models.model_data.sd_model is model and fake_neo.sd_models.calls == []
+    fake_neo.mm.load_models_gpu([unet])
+    assert unet.where == "cuda"
+
+
+def test_neo_glue_with_nothing_in_vram_moves_nothing(fake_neo):
+    from lib_lora_trainer.hosts import a1111
+
+    assert a1111.unload_sd_model() is False      # a FakeInitialModel, nothing loaded: no model to bring back
+    a1111.reload_sd_model()
+    assert fake_neo.sd_models.calls == [] and fake_neo.mm.calls == ["unload_all_models", "soft_empty_cache"]
+
+
+def test_neo_checkpoint_dirs_is_a_list(fake_neo):
+    from lib_lora_trainer.hosts import a1111
+
+    fake_neo.shared.cmd_opts.ckpt_dirs = ["/big/a", "/big/b", "/big/a"]
+    assert [str(p) for p in a1111.checkpoint_dirs()] == ["/big/a", "/big/b", "/models/Stable-diffusion"]
+
+
+def test_a_host_with_no_way_to_move_the_model_holds_the_queue_only(fake_a1111):
+    from lib_lora_trainer.hosts import a1111
+
+    del fake_a1111.sd_models.send_model_to_device
+    assert a1111.handoff_method() == "none"
+    model = fake_a1111.sd_models.model_data.sd_model
+    assert a1111.unload_sd_model() is False and model.where == "cuda" and fake_a1111.sd_models.calls == []

@@ -32,6 +32,31 @@ class Host(Protocol):
     def dataset_roots(self) -> list[Path]: ...
     def settings(self) -> dict: ...                               # engine settings for the job service
 
+    # Optional (read through the helpers below, so older or minimal hosts need not have them):
+    #   folder_limit() -> confine.FolderLimit | None   the tab's folder fields confined on an exposed server
+    #   captioners_note() -> str                        why captioners() is empty, in the host's words
+
+
+def folder_limit(host):
+    """The host's confinement of the tab's folder fields (a confine.FolderLimit), or None when the
+    tab may open any folder (a web UI reachable from this machine only)."""
+    fn = getattr(host, "folder_limit", None)
+    return fn() if callable(fn) else None
+
+
+def confined_folder(host, value: str, field: str = "Dataset folder") -> str:
+    """`value` unchanged where the host does not confine folders; else its real path inside the
+    dataset roots, or a ValueError whose message names them."""
+    limit = folder_limit(host)
+    if limit is None or not (value or "").strip():
+        return value
+    return str(limit.resolve(value, field))
+
+
+def captioners_note(host) -> str:
+    fn = getattr(host, "captioners_note", None)
+    return fn() if callable(fn) else "No captioning model in this app: write captions here or with another tool."
+
 
 def scan_checkpoints(folder: str | os.PathLike | None) -> list[tuple[str, str]]:
     """(title, path) of every .safetensors/.ckpt under `folder` (recursive, natural order), as

@@ -2,7 +2,8 @@
 
 Checkpoints come from --ckpt-dir, LoRAs go to --lora-dir, the job database lives in the data
 dir. There is no txt2img tab and no captioning model here (A1111 brings BLIP and DeepBooru),
-so auto-captioning is shown as unavailable.
+so auto-captioning is shown as unavailable. Served on a non-loopback address (`exposed_as`), the
+tab's folder fields are confined to the dataset roots, like the API.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ class StandaloneHost:
 
     def __init__(self, lora_dir: str | os.PathLike | None = None, ckpt_dir: str | os.PathLike | None = None,
                  data_dir: str | os.PathLike | None = None, settings: dict | None = None,
-                 dataset_roots: list[str | os.PathLike] | None = None):
+                 dataset_roots: list[str | os.PathLike] | None = None, exposed_as: str | None = None):
         self._data_dir = paths.data_dir(data_dir)
         self._lora_dir = Path(lora_dir) if lora_dir else self._data_dir / "Lora"
         self._ckpt_dir = Path(ckpt_dir) if ckpt_dir else None
         self._settings = dict(settings or {})
         self._roots = [Path(r) for r in (dataset_roots or [])]
+        self._exposed_as = exposed_as   # the non-loopback address the tab is served on, if any
         self._checkpoints: list[tuple[str, str]] | None = None
         self._service = None
         self.installed: list[str] = []   # what after_install was told, newest last
@@ -47,6 +49,18 @@ class StandaloneHost:
 
     def captioners(self) -> dict[str, Captioner]:
         return {}
+
+    def captioners_note(self) -> str:
+        return ("The standalone app has no captioning model (inside A1111 the tab uses BLIP and DeepBooru): "
+                "write captions here or with another tool.")
+
+    def folder_limit(self):
+        if not self._exposed_as:
+            return None
+        from lib_lora_trainer.confine import FolderLimit
+        return FolderLimit(tuple(self.dataset_roots()),
+                           reason=f"The tab is served on {self._exposed_as}, reachable from other machines",
+                           lift="serve it on 127.0.0.1 to allow any folder")
 
     def job_service(self):
         if self._service is None:

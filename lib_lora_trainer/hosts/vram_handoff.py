@@ -1,8 +1,10 @@
 """VRAM hand-off: A1111's Stable Diffusion model leaves the GPU while a training job uses that GPU,
 and comes back when the last such job has ended (succeeded, failed, cancelled or interrupted).
 
-Pure logic, no A1111 import: the host passes callables (hosts/a1111.py does it with
-`sd_models.unload_model_weights` / `sd_models.send_model_to_device` and A1111's `queue_lock`).
+Pure logic, no A1111 import: the host passes callables (hosts/a1111.py does it with what the host
+has: A1111's `sd_models.unload_model_weights` / `sd_models.send_model_to_device`, or Forge Neo's
+`backend.memory_management.unload_all_models` / `soft_empty_cache`, Neo moving the model back
+itself at the next generation; both hosts' `modules.call_queue.queue_lock`).
 
 What A1111 does meanwhile (the documented behaviour): the hand-off holds A1111's generation queue
 lock (`modules.call_queue.queue_lock`, a FIFO lock) from the moment the model is moved to RAM

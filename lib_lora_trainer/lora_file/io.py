@@ -11,14 +11,14 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Mapping
-
-import torch
-import safetensors.torch
+from typing import TYPE_CHECKING, Mapping
 
 from lib_lora_trainer import atomic
 
 from .hashes import addnet_hash_legacy, addnet_hash_safetensors
+
+if TYPE_CHECKING:  # torch is imported where tensors are handled: reading a header needs no torch,
+    import torch   # so the UI process (e.g. a gradio-4 UI environment without torch) can show a LoRA
 
 # A LoRA header is a few hundred KB; refuse absurd lengths before allocating them.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -42,6 +42,8 @@ def addnet_hashes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, st
     sshs_*) never change it. The legacy hash depends on that header's length, so it generally
     differs from the legacy hash of the final file; that is how sd-scripts does it.
     """
+    import safetensors.torch
+
     ss_only = {k: v for k, v in metadata.items() if k.startswith("ss_")}
     data = safetensors.torch.save(dict(tensors), ss_only)
     return addnet_hash_safetensors(data), addnet_hash_legacy(data)
@@ -55,6 +57,8 @@ def _check_metadata(metadata: Mapping[str, str]) -> None:
 
 def save_lora(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
               metadata: Mapping[str, str], save_dtype: torch.dtype | None = None) -> None:
+    import safetensors.torch
+
     _check_metadata(metadata)
     state = _prepare(tensors, save_dtype)
     md = dict(metadata)
@@ -108,6 +112,8 @@ def read_lora_header(path: str | os.PathLike) -> tuple[dict[str, tuple[list[int]
 
 
 def load_lora(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    import safetensors.torch
+
     _, metadata = read_lora_header(path)  # clear errors before safetensors' own
     try:
         tensors = safetensors.torch.load_file(os.fspath(path), device="cpu")

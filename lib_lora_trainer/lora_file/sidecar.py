@@ -1,8 +1,17 @@
 """A1111's user-metadata sidecar `<stem>.json` beside a LoRA, and reading any LoRA's details.
 
-A1111 writes it with json.dump(indent=4, ensure_ascii=False); keys "description", "sd version"
-(SD1 / SD2 / SDXL / Unknown), "activation text" (added after the <lora:...> tag),
-"preferred weight" (0 means A1111's default), "negative text", "notes".
+A1111 writes it with json.dump(indent=4, ensure_ascii=False); keys "description", "sd version",
+"activation text" (added after the <lora:...> tag), "preferred weight" (0 means A1111's default),
+"negative text", "notes". Forge Neo reads the same file.
+
+"sd version" is what each host's Lora page filters on, and the two spell it differently:
+- A1111 1.10 (extensions-builtin/Lora): SdVersion names SD1 / SD2 / SDXL / Unknown; any other value
+  makes it use the version it detects from the file's metadata (ss_base_model_version "sdxl_*" ->
+  SDXL, ss_v2 "True" -> SD2, else SD1), which our files always carry.
+- Forge Neo (sd_forge_lora): its preset names "sd", "xl", "flux", ... / "Unknown"; any other value
+  counts as Unknown, which is never filtered out.
+So we write Neo's "sd" / "xl": Neo filters them by its preset, and A1111 falls back to the
+metadata, which says the same. SD2 keeps A1111's "SD2" (Neo has no SD2 models).
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from pathlib import Path
 
 from lib_lora_trainer import atomic
 
-SD_VERSIONS = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL"}
+SD_VERSIONS = {"sd1": "sd", "sd2": "SD2", "sdxl": "xl"}   # model type -> sidecar "sd version"
 
 
 @dataclass

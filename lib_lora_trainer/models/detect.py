@@ -41,8 +41,9 @@ def _read_safetensors_header(path: Path) -> tuple[dict[str, list[int]], dict[str
     from safetensors import safe_open
 
     try:
-        with safe_open(str(path), framework="pt") as f:
-            # get_slice only parses the header entry: no tensor data is read.
+        # framework "numpy": reading names and shapes needs no torch (a UI process may have none, e.g.
+        # the gradio-4 UI environment); get_slice only parses the header entry: no tensor data is read.
+        with safe_open(str(path), framework="numpy") as f:
             shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
             metadata = f.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types for a bad header

@@ -1,1 +1,2 @@
-"""The Train LoRA tab (gradio 3.41 Blocks), built against a hosts.base.Host."""
+"""The Train LoRA tab: gradio Blocks built against a hosts.base.Host, on gradio 3.41 and 4.40
+(their differences live in gradio_compat)."""

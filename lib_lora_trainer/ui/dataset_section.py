@@ -2,7 +2,7 @@
 per-image caption editing, bulk caption actions, auto-captioning, and prepare.
 
 Every handler is a plain function of plain values (the unit tests call them directly); the
-`build_*` function only lays out gradio 3.41 components and wires them.
+`build_*` function only lays out gradio components (3.41 or 4.40: see gradio_compat) and wires them.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from pathlib import Path
 from lib_lora_trainer.dataset.check import DatasetReport, check_dataset
 from lib_lora_trainer.dataset.prepare import _NOT_FIXABLE, PrepareOptions, prepare_dataset
 from lib_lora_trainer.dataset.source import open_source
+from lib_lora_trainer.hosts.base import captioners_note, folder_limit
 
 from . import captions_edit as C
+from . import gradio_compat as compat
 from .report_html import report_to_html
 from .workspace import import_uploads, load_source, write_sample
 
@@ -103,12 +105,21 @@ def trainable_images(report: DatasetReport) -> int:
     return len([r for r in report.usable_images() if r not in dropped])
 
 
-def run_check(src: str, trigger: str, resolution: float) -> tuple[str, int, dict | None]:
+def _confined(folder: str, limit) -> str:
+    """The folder a handler may open: unchanged without a limit (a local web UI), else its real path
+    inside the dataset roots (confine.FolderLimit), or a ValueError naming them."""
+    if limit is None or not (folder or "").strip():
+        return folder
+    return str(limit.resolve(folder))
+
+
+def run_check(src: str, trigger: str, resolution: float, limit=None) -> tuple[str, int, dict | None]:
     """(report HTML, trainable image count, what it was checked with); never raises: a bad input
     is a red message (and no stamp)."""
     if not (src or "").strip():
         return error_html("Dataset folder: enter the path of a folder of images or a .zip."), 0, None
     try:
+        src = _confined(src, limit)
         with open_source(src.strip()) as root:
             # workers=1: never fork the web UI's process (it may hold a GPU context).
             report = check_dataset(root, int(resolution or 512), (trigger or "").strip() or None, workers=1,
@@ -135,14 +146,15 @@ def gallery_items(folder: str, thumbs_dir: Path) -> tuple[list[tuple[str, str]],
     return value, rels
 
 
-def load(src: str, files, trigger: str, resolution: float, datasets_dir: Path, thumbs_dir: Path):
+def load(src: str, files, trigger: str, resolution: float, datasets_dir: Path, thumbs_dir: Path, limit=None):
     """Load a path (or uploaded files when given): returns
     (folder, report html, gallery, rels, image count, message, check stamp)."""
     try:
-        folder = import_uploads(files, datasets_dir) if files else load_source(src, datasets_dir)
+        folder = import_uploads(files, datasets_dir) if files else load_source(src, datasets_dir, limit)
     except (ValueError, OSError) as exc:
         return src, error_html(exc), [], [], 0, "", None
-    note = f"Loaded {folder}" + (" (a copy: edits are kept there)" if str(folder) != (src or "").strip() else "")
+    copied = bool(files) or (src or "").strip().lower().endswith(".zip")
+    note = f"Loaded {folder}" + (" (a copy: edits are kept there)" if copied else "")
     return _show(folder, trigger, resolution, thumbs_dir, note)
 
 
@@ -168,16 +180,24 @@ def load_sample(trigger: str, resolution: float, datasets_dir: Path, thumbs_dir:
     return (*_show(folder, word, resolution, thumbs_dir, note), word)
 
 
-def select_image(rels: list[str], folder: str, index: int | None) -> tuple[str, str]:
+def select_image(rels: list[str], folder: str, index: int | None, limit=None) -> tuple[str, str]:
     """(image path, caption) of the clicked picture."""
     if index is None or not rels or not 0 <= index < len(rels):
+        return "", ""
+    try:
+        folder = _confined(folder, limit)
+    except ValueError:
         return "", ""
     rel = rels[index]
     return rel, C.read_text(Path(folder), rel)
 
 
-def save_caption(folder: str, rel: str, text: str, thumbs_dir: Path):
+def save_caption(folder: str, rel: str, text: str, thumbs_dir: Path, limit=None):
     """(message, gallery, rels)."""
+    try:
+        folder = _confined(folder, limit)
+    except ValueError as exc:
+        return error_html(exc), [], []
     if not rel:
         return error_html("Caption: click a picture in the gallery first."), *gallery_items(folder, thumbs_dir)
     try:
@@ -187,7 +207,11 @@ def save_caption(folder: str, rel: str, text: str, thumbs_dir: Path):
     return f"<p>Saved the caption of {escape(rel)}.</p>", *gallery_items(folder, thumbs_dir)
 
 
-def _bulk(folder: str, thumbs_dir: Path, action, done: str):
+def _bulk(folder: str, thumbs_dir: Path, action, done: str, limit=None):
+    try:
+        folder = _confined(folder, limit)
+    except ValueError as exc:
+        return error_html(exc), [], []
     if not (folder or "").strip() or not Path(folder).is_dir():
         return error_html("Dataset folder: load a dataset first."), *gallery_items(folder, thumbs_dir)
     try:
@@ -197,18 +221,22 @@ def _bulk(folder: str, thumbs_dir: Path, action, done: str):
     return f"<p>{escape(done.format(count=count))}</p>", *gallery_items(folder, thumbs_dir)
 
 
-def bulk_trigger(folder: str, trigger: str, old: str, thumbs_dir: Path):
+def bulk_trigger(folder: str, trigger: str, old: str, thumbs_dir: Path, limit=None):
     return _bulk(folder, thumbs_dir, lambda f: C.set_trigger(f, trigger, old),
-                 f"Trigger {trigger!r} is now first in every caption ({{count}} captions changed).")
+                 f"Trigger {trigger!r} is now first in every caption ({{count}} captions changed).", limit)
 
 
-def bulk_find_replace(folder: str, find: str, replace: str, thumbs_dir: Path):
+def bulk_find_replace(folder: str, find: str, replace: str, thumbs_dir: Path, limit=None):
     return _bulk(folder, thumbs_dir, lambda f: C.find_replace(f, find, replace),
-                 f"Replaced {find!r} with {replace!r} in {{count}} captions.")
+                 f"Replaced {find!r} with {replace!r} in {{count}} captions.", limit)
 
 
 def run_auto_caption(folder: str, captioner_name: str, overwrite: bool, trigger: str, captioners: dict,
-                     thumbs_dir: Path):
+                     thumbs_dir: Path, limit=None):
+    try:
+        folder = _confined(folder, limit)
+    except ValueError as exc:
+        return error_html(exc), [], []
     if not captioners:
         return error_html("Auto-caption: no captioner in this app (inside A1111 the tab uses BLIP and "
                           "DeepBooru). Write captions here or with another tool."), *gallery_items(folder, thumbs_dir)
@@ -225,11 +253,15 @@ def run_auto_caption(folder: str, captioner_name: str, overwrite: bool, trigger:
 
 
 def run_prepare(folder: str, trigger: str, class_token: str, resolution: float, crop: str, repeats: float,
-                prepared_root: Path) -> tuple[str, dict | None]:
+                prepared_root: Path, limit=None) -> tuple[str, dict | None]:
     """Prepare into `<prepared_root>/<folder name>` (replacing its img/) and say what was done, with
     which resolution and crop. Returns (html, stamp: the values used, None on failure)."""
     if not (folder or "").strip():
         return error_html("Dataset folder: load a dataset first."), None
+    try:
+        folder = _confined(folder, limit)
+    except ValueError as exc:
+        return error_html(exc), None
     if not (trigger or "").strip():
         return error_html("Trigger word: enter it before preparing (it names the image folder)."), None
     used = _recipe(trigger, resolution, crop, class_token, repeats)
@@ -265,6 +297,7 @@ def build(host, fields: dict):
     infos = field_infos()
     thumbs_dir = host.data_dir() / "thumbnails"
     captioners = host.captioners()
+    limit = folder_limit(host)   # on an exposed server: folders only inside the dataset roots
 
     with gr.Row():
         src = gr.Textbox(label="Dataset folder or .zip", elem_id="lora_trainer_dataset_src", scale=4,
@@ -300,16 +333,16 @@ def build(host, fields: dict):
             find = gr.Textbox(label="Find", elem_id="lora_trainer_find")
             replace = gr.Textbox(label="Replace with", elem_id="lora_trainer_replace")
             replace_btn = gr.Button("Replace in every caption", elem_id="lora_trainer_bulk_replace")
-        with gr.Row():
-            names = list(captioners)
+        names = list(captioners)
+        with gr.Row(visible=bool(names)):   # hidden where the host has no captioner (Forge Neo, standalone)
             captioner = gr.Dropdown(choices=names, value=names[0] if names else None, label="Captioner",
                                     interactive=bool(names), elem_id="lora_trainer_captioner")
             overwrite = gr.Checkbox(label="Overwrite existing captions", value=False,
                                     interactive=bool(names), elem_id="lora_trainer_caption_overwrite")
             caption_btn = gr.Button("Auto-caption", interactive=bool(names), elem_id="lora_trainer_autocaption")
         if not names:
-            gr.HTML('<p class="lt-note">Auto-caption is not available here: no captioning model in this app '
-                    '(inside A1111 the tab uses BLIP and DeepBooru).</p>', elem_id="lora_trainer_autocaption_note")
+            gr.HTML(f'<p class="lt-note">Auto-caption is not available here. {escape(captioners_note(host))}</p>',
+                    elem_id="lora_trainer_autocaption_note")
     with gr.Row():
         prepare_btn = gr.Button("Prepare (crop and resize a copy)", elem_id="lora_trainer_prepare")
     prepare_out = gr.HTML(elem_id="lora_trainer_prepare_result")
@@ -317,14 +350,13 @@ def build(host, fields: dict):
     trig = fields["trigger"]
 
     def on_select(rel_list, folder, evt):
-        return select_image(rel_list, folder, evt.index)
-    on_select.__annotations__["evt"] = gr.SelectData  # a real class: gradio reads the hint at runtime
-    gallery.select(on_select, [rels, src], [selected, caption])
+        return select_image(rel_list, folder, evt.index, limit)
+    gallery.select(compat.wants_select_data(on_select), [rels, src], [selected, caption])
     edited = [message, gallery, rels]
-    save_btn.click(lambda f, r, t: save_caption(f, r, t, thumbs_dir), [src, selected, caption], edited)
-    trigger_btn.click(lambda f, t, o: bulk_trigger(f, t, o, thumbs_dir), [src, trig, old_trigger], edited)
-    replace_btn.click(lambda f, a, b: bulk_find_replace(f, a, b, thumbs_dir), [src, find, replace], edited)
-    caption_btn.click(lambda f, n, o, t: run_auto_caption(f, n, o, t, host.captioners(), thumbs_dir),
+    save_btn.click(lambda f, r, t: save_caption(f, r, t, thumbs_dir, limit), [src, selected, caption], edited)
+    trigger_btn.click(lambda f, t, o: bulk_trigger(f, t, o, thumbs_dir, limit), [src, trig, old_trigger], edited)
+    replace_btn.click(lambda f, a, b: bulk_find_replace(f, a, b, thumbs_dir, limit), [src, find, replace], edited)
+    caption_btn.click(lambda f, n, o, t: run_auto_caption(f, n, o, t, host.captioners(), thumbs_dir, limit),
                       [src, captioner, overwrite, trig], edited)
     return {"src": src, "load_btn": load_btn, "sample_btn": sample_btn, "upload": upload, "note": note,
             "check_btn": check_btn, "message": message, "num_images": num_images, "report": report,
@@ -341,15 +373,19 @@ def wire(host, fields: dict, parts: dict) -> None:
     datasets_dir = host.data_dir() / "datasets"
     thumbs_dir = host.data_dir() / "thumbnails"
     prepared_root = host.data_dir() / "prepared"
+    limit = folder_limit(host)   # on an exposed server: folders only inside the dataset roots
     trig, cls, res, crop, rep = (fields[n] for n in ("trigger", "class_token", "resolution", "crop", "repeats"))
     p = parts
     loaded = [p["src"], p["report"], p["gallery"], p["rels"], p["num_images"], p["message"], p["checked"]]
-    p["load_btn"].click(lambda s, t, r: load(s, None, t, r, datasets_dir, thumbs_dir), [p["src"], trig, res], loaded)
-    p["upload"].upload(lambda f, t, r: load("", f, t, r, datasets_dir, thumbs_dir), [p["upload"], trig, res], loaded)
+    p["load_btn"].click(lambda s, t, r: load(s, None, t, r, datasets_dir, thumbs_dir, limit), [p["src"], trig, res],
+                        loaded)
+    p["upload"].upload(lambda f, t, r: load("", compat.file_paths(f), t, r, datasets_dir, thumbs_dir),
+                       [p["upload"], trig, res], loaded)
     p["sample_btn"].click(lambda t, r: load_sample(t, r, datasets_dir, thumbs_dir), [trig, res], [*loaded, trig])
-    p["check_btn"].click(run_check, [p["src"], trig, res], [p["report"], p["num_images"], p["checked"]])
+    p["check_btn"].click(lambda s, t, r: run_check(s, t, r, limit), [p["src"], trig, res],
+                         [p["report"], p["num_images"], p["checked"]])
     p["prepare_btn"].click(
-        lambda folder, t, c, r, cr, n: run_prepare(folder, t, c, r, cr, n, prepared_root),
+        lambda folder, t, c, r, cr, n: run_prepare(folder, t, c, r, cr, n, prepared_root, limit),
         [p["src"], trig, cls, res, crop, rep], [p["prepare_out"], p["prepared"]])
 
     def keep_or(value):
@@ -360,6 +396,6 @@ def wire(host, fields: dict, parts: dict) -> None:
                 keep_or(prepare_status(prepared, t, c, r, cr, n)))
     for comp in (trig, cls, res, crop, rep):
         comp.change(on_recipe, [trig, cls, res, crop, rep, p["checked"], p["prepared"]],
-                    [p["note"], p["report"], p["prepare_out"]], show_progress="hidden")
+                    [p["note"], p["report"], p["prepare_out"]], show_progress=compat.HIDDEN)
     # The note's first value, from the form's first values (the page is rendered from `.value`).
     p["note"].value = recipe_note(res.value, crop.value)

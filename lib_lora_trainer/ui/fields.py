@@ -136,7 +136,7 @@ def ui_values(names: list[str], config: TrainingConfig | dict) -> list[Any]:
 
 
 def make_component(info: FieldInfo, value: Any = None, **kwargs):
-    """The gradio 3.41 component for one field (elem id lora_trainer_cfg_<name>)."""
+    """The gradio component (3.41 and 4.40 alike) for one field (elem id lora_trainer_cfg_<name>)."""
     import gradio as gr
 
     kind = widget_kind(info)

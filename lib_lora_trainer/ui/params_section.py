@@ -12,6 +12,7 @@ from lib_lora_trainer.config.presets import KEEP_ON_PRESET_CHANGE, get_preset, l
 from lib_lora_trainer.config.training_config import TrainingConfig
 
 from . import fields as F
+from . import gradio_compat as compat
 
 DEFAULT_PRESET = "sd15-portrait"
 # Fields that change the step count or its sentence.
@@ -135,7 +136,8 @@ def build(host, fields: dict, default_preset: str = DEFAULT_PRESET):
                     for info in infos_in_group[i:i + 3]:
                         fields[info.name] = F.make_component(info, cfg.to_dict()[info.name])
     plan = gr.HTML(elem_id="lora_trainer_plan")
-    refresh.click(lambda: gr.update(choices=refresh_checkpoints(host)), None, [checkpoint])
+    refresh.click(lambda current: compat.dropdown_update(refresh_checkpoints(host), current), [checkpoint],
+                  [checkpoint])
     return {"checkpoint": checkpoint, "preset": preset, "preset_info": preset_info, "plan": plan}
 
 

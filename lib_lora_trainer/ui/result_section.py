@@ -11,6 +11,8 @@ from pathlib import Path
 
 from lib_lora_trainer.jobs import states as S
 
+from . import gradio_compat as compat
+
 # Metadata keys worth a line (A1111's Lora card shows the same ones).
 SHOWN_METADATA = ("ss_output_name", "ss_base_model_version", "ss_network_dim", "ss_network_alpha",
                   "ss_num_train_images", "ss_resolution", "ss_learning_rate", "ss_max_train_steps",
@@ -172,7 +174,7 @@ def build(host) -> dict:
         report = gr.Markdown(elem_id="lora_trainer_test_report")
     # javascript/lora_trainer.js puts the prompt into A1111's txt2img prompt and switches tabs; it
     # returns (prompt, outcome) for these inputs, and send_message says what happened.
-    send.click(send_message, [prompt, outcome], [message], _js="loraTrainerSendToTxt2img")
+    send.click(send_message, [prompt, outcome], [message], **compat.js("loraTrainerSendToTxt2img"))
     test.click(lambda shown: start_test(host, shown), [html], [message])
     return {"html": html, "prompt": prompt, "grid": grid, "report": report, "send": send, "test": test,
             "message": message}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lib_lora_trainer.paths import REPO_ROOT
 
+from . import gradio_compat as compat
 from .tab import TITLE, build_tab
 
 JS_FILE = REPO_ROOT / "javascript" / "lora_trainer.js"
@@ -32,8 +33,8 @@ def check_bind(host: str, auth: list | None) -> None:
 
 
 def load_js() -> str:
-    """javascript/lora_trainer.js as a gradio 3 `_js` function run once on page load (A1111
-    loads the same file as a <script> itself)."""
+    """javascript/lora_trainer.js as a browser function run once on page load (A1111 and Forge
+    load the same file as a <script> themselves)."""
     return "() => {\n" + JS_FILE.read_text(encoding="utf-8") + "\nloraTrainerInit();\n}"
 
 
@@ -44,8 +45,8 @@ def build_demo(host):
     with gr.Blocks(title=TITLE, analytics_enabled=False, css=CSS_FILE.read_text(encoding="utf-8")) as demo:
         gr.Markdown(f"## {TITLE}", elem_id="lora_trainer_title")
         tab.render()
-        demo.load(None, None, None, _js=load_js())
-    demo.queue(concurrency_count=8)
+        demo.load(None, None, None, **compat.js(load_js()))
+    compat.queue(demo, 8)
     return demo
 
 
@@ -73,7 +74,8 @@ def serve(host_name: str, port: int, lora_dir: Path | None, ckpt_dir: Path | Non
     from lib_lora_trainer.hosts.standalone import StandaloneHost
 
     check_bind(host_name, auth)
-    host = StandaloneHost(lora_dir=lora_dir, ckpt_dir=ckpt_dir, data_dir=data_dir)
+    host = StandaloneHost(lora_dir=lora_dir, ckpt_dir=ckpt_dir, data_dir=data_dir,
+                          exposed_as=None if is_loopback(host_name) else host_name)   # confines the tab's folders
     app = create_app(host, auth)
     print(f"Train LoRA: http://{host_name}:{port}/  (API: http://{host_name}:{port}{API_PREFIX}/docs; "
           f"LoRAs go to {host.lora_dir()}, jobs live in {host.data_dir()})", flush=True)

@@ -1,4 +1,4 @@
-"""The Train LoRA tab: one gradio 3.41 Blocks built against a Host (A1111 or standalone)."""
+"""The Train LoRA tab: one gradio Blocks (3.41 or 4.40) built against a Host (A1111, Forge, standalone)."""
 
 from __future__ import annotations
 

@@ -12,9 +12,10 @@ from html import escape
 from pathlib import Path
 
 from lib_lora_trainer.config.errors import ConfigError
-from lib_lora_trainer.hosts.base import checkpoint_path
+from lib_lora_trainer.hosts.base import checkpoint_path, confined_folder
 from lib_lora_trainer.jobs import states as S
 
+from . import gradio_compat as compat
 from . import job_view as V
 from .params_section import build_config
 from .result_section import result_view
@@ -31,6 +32,7 @@ def start(host, folder: str, checkpoint_title: str, preset_id: str, names: list[
     if not (folder or "").strip():
         return _msg_error("Dataset folder: load a dataset first (Dataset section)."), None
     try:
+        folder = confined_folder(host, folder)  # an exposed server trains only from the dataset roots
         base = checkpoint_path(host, checkpoint_title)
         cfg = build_config(names, values, preset_id, base)
     except (ConfigError, ValueError) as exc:
@@ -150,7 +152,7 @@ def wire(host, parts: dict, result: dict, start_inputs: list, names: list[str]) 
                 return False
             memo[key] = value
             return True
-        choices = gr.update(choices=v["choices"], value=v["selected"]) \
+        choices = compat.dropdown_update(v["choices"], v["selected"], fallback_first=False) \
             if changed("choices", (v["choices"], v["selected"])) else gr.update()
         samples = v["samples"] if changed("samples", v["samples"]) else gr.update()
         grid = v["grid"] if changed("grid", v["grid"]) else gr.update()
@@ -159,14 +161,17 @@ def wire(host, parts: dict, result: dict, start_inputs: list, names: list[str]) 
 
     outputs = [parts["job"], parts["progress"], parts["loss"], parts["banner"], parts["log"], parts["queue"],
                parts["samples"], result["html"], result["prompt"], result["grid"], result["report"], sigs]
-    parts["refresh"].click(on_refresh, [parts["job"], sigs], outputs, show_progress=False)
-    parts["job"].select(on_refresh, [parts["job"], sigs], outputs, show_progress=False)
+    parts["refresh"].click(on_refresh, [parts["job"], sigs], outputs, show_progress=compat.HIDDEN)
+    parts["job"].select(on_refresh, [parts["job"], sigs], outputs, show_progress=compat.HIDDEN)
 
     def on_start(folder, title, preset_id, *values):
         text, label = start(host, folder, title, preset_id, names, list(values))
-        return text, (gr.update(value=label) if label else gr.update())
+        if not label:
+            return text, gr.update()
+        # the new job with the list it is in (gradio 4 wants a Dropdown's value among its choices)
+        return text, compat.dropdown_update([V.job_label(j) for j in reversed(host.job_service().list())], label)
     parts["start"].click(on_start, start_inputs, [parts["message"], parts["job"]]).then(
-        on_refresh, [parts["job"], sigs], outputs, show_progress=False)
+        on_refresh, [parts["job"], sigs], outputs, show_progress=compat.HIDDEN)
     parts["stop"].click(lambda label: stop(host, label), [parts["job"]], [parts["message"]])
     parts["resume"].click(lambda label: resume(host, label), [parts["job"]], [parts["message"]]).then(
-        on_refresh, [parts["job"], sigs], outputs, show_progress=False)
+        on_refresh, [parts["job"], sigs], outputs, show_progress=compat.HIDDEN)

@@ -34,11 +34,17 @@ def _new_folder(datasets_dir: Path, stem: str) -> Path:
     return folder
 
 
-def load_source(src: str, datasets_dir: Path) -> Path:
-    """A folder to work on: the folder itself, or a .zip's safe extraction into datasets_dir."""
+def load_source(src: str, datasets_dir: Path, limit=None) -> Path:
+    """A folder to work on: the folder itself, or a .zip's safe extraction into datasets_dir.
+    `limit` (a confine.FolderLimit, on an exposed server): the path must lie inside its roots."""
     text = (src or "").strip()
     if not text:
         raise WorkspaceError("Dataset folder: enter the path of a folder of images or a .zip, or upload files.")
+    if limit is not None:
+        try:
+            text = str(limit.resolve(text))
+        except ValueError as exc:
+            raise WorkspaceError(str(exc)) from None
     path = Path(text).expanduser()
     if path.is_dir():
         return path

@@ -62,7 +62,7 @@ def start_command(a1111, *, port: int, ckpt_dir, lora_dir, python=None, ckpt=Non
     """
     a1111 = Path(a1111)
     argv = [str(python or venv_python(a1111)), "launch.py", *CPU_ARGS,
-            "--server-name", "127.0.0.1", "--port", str(int(port)),
+            "--port", str(int(port)),
             "--ckpt-dir", str(ckpt_dir), "--lora-dir", str(lora_dir)]
     if nowebui:
         argv.append("--nowebui")

@@ -1,9 +1,11 @@
-"""The Train LoRA tab in a real browser: the standalone app (a real subprocess serving gradio
-3.41) driven by Debian's chromium. One user's first day on the tiny model: open the tab, load the
-sample dataset, read the report, fix a caption, pick the preset (one resolution), start training,
-watch the steps, reload the page mid-run, stop, resume, find the LoRA, Send to txt2img (which
-says why it cannot here), and test the LoRA from the Result section. Screenshots of each stage
-go to tests/ui/artifacts/. tests/host/test_a1111_first_day.py walks the same day in real A1111."""
+"""The Train LoRA tab in a real browser: the standalone app (a real subprocess, served by gradio
+3.41 and again by gradio 4.40 from .venv-ui4: see conftest.py) driven by Debian's chromium. One
+user's first day on the tiny model: open the tab, load the sample dataset, read the report, fix a
+caption, pick the preset (one resolution), start training, watch the steps, reload the page
+mid-run, stop, resume, find the LoRA, Send to txt2img (which says why it cannot here), and test
+the LoRA from the Result section. Screenshots of each stage go to
+tests/ui/artifacts/<gradio3|gradio4>/. tests/host/test_a1111_first_day.py walks the same day in
+real A1111."""
 
 import json
 import time
@@ -13,15 +15,11 @@ import pytest
 
 from lib_lora_trainer.demo.sample_dataset import DEMO_TRIGGER
 
+from .conftest import gallery_thumbnail, open_accordion, select_option, wait_for_picture
+
 pytestmark = pytest.mark.timeout(400)
 
 NAME = "zyrette_tiny"
-
-
-def _select(page, elem_id: str, option: str) -> None:
-    """Pick an option of a gradio 3.41 dropdown."""
-    page.click(f"#{elem_id} input")
-    page.locator(f"#{elem_id} ul.options li", has_text=option).first.click()
 
 
 def _wait_state(page, states, min_step=0, timeout_s=120):
@@ -59,11 +57,11 @@ def test_a_training_day_in_the_browser(browser, ui_server, shoot, tmp_path):
         assert code in report
     assert "photo_09.txt" in report   # the caption that forgot the trigger
     assert "--trigger" not in report and "run `" not in report  # no CLI commands in the tab
-    page.wait_for_selector("#lora_trainer_gallery img")
+    wait_for_picture(page, "#lora_trainer_gallery img")
     shoot(page, "02-report")
 
     # 3. fix that caption in the gallery, then check again
-    page.locator("#lora_trainer_gallery button.thumbnail-item:has(img[alt^='photo_09.jpg:'])").click()
+    gallery_thumbnail(page, "lora_trainer_gallery", "photo_09.jpg:").click()
     page.wait_for_function("() => document.querySelector('#lora_trainer_caption textarea').value.length > 0")
     assert page.input_value("#lora_trainer_caption_image textarea") == "photo_09.jpg"
     old = page.input_value("#lora_trainer_caption textarea")
@@ -79,7 +77,7 @@ def test_a_training_day_in_the_browser(browser, ui_server, shoot, tmp_path):
 
     # 4. model and parameters: the tiny model, the CPU preset, 200 steps; samples every 100
     assert page.input_value("#lora_trainer_checkpoint input") == ui_server["model"].name
-    _select(page, "lora_trainer_preset", "cpu-tiny")
+    select_option(page, "lora_trainer_preset", "cpu-tiny")
     page.wait_for_function("() => document.querySelector('#lora_trainer_cfg_resolution input').value === '64'")
     # One resolution: the dataset section says the one the preset set, and Prepare uses it.
     page.wait_for_function("() => document.querySelector('#lora_trainer_dataset_recipe').innerText.includes('64 px')")
@@ -89,7 +87,7 @@ def test_a_training_day_in_the_browser(browser, ui_server, shoot, tmp_path):
     page.fill("#lora_trainer_cfg_name textarea", NAME)
     page.fill("#lora_trainer_cfg_repeats input", "25")
     page.locator("#lora_trainer_cfg_repeats input").press("Tab")
-    page.click("#lora_trainer_advanced .label-wrap")
+    open_accordion(page, "lora_trainer_advanced")
     page.fill("#lora_trainer_cfg_sample_prompts textarea", f"{DEMO_TRIGGER}, woman --w 64 --h 64 --s 4")
     page.fill("#lora_trainer_cfg_sample_every_n_steps textarea", "100")
     page.locator("#lora_trainer_plan :text('16 images x 25 repeats x 2 epochs / batch 4 = 200 steps')").wait_for(timeout=90_000)
@@ -126,7 +124,7 @@ def test_a_training_day_in_the_browser(browser, ui_server, shoot, tmp_path):
     assert "-state" in page.inner_text("#lora_trainer_train_message")   # from the saved step, not step 0
     state, final = _wait_state(page, ["succeeded"], min_step=200, timeout_s=240)
     page.wait_for_function("() => document.querySelector('#lora_trainer_result_prompt textarea').value !== ''")
-    page.wait_for_selector("#lora_trainer_samples img", timeout=30_000)
+    wait_for_picture(page, "#lora_trainer_samples img", timeout=30_000)
     page.wait_for_selector("#lora_trainer_loss svg polyline")
     shoot(page, "08-result")
 
@@ -142,7 +140,7 @@ def test_a_training_day_in_the_browser(browser, ui_server, shoot, tmp_path):
 
     # Test this LoRA from the Result section: progress, then the grid.
     page.click("#lora_trainer_test_start")
-    page.wait_for_selector("#lora_trainer_test_grid img", timeout=300_000)
+    wait_for_picture(page, "#lora_trainer_grid img", timeout=300_000)
     shoot(page, "09-tested")
     assert not errors, errors
-    print(f"browser flow: {time.time() - started:.1f} s, stopped at step {stopped_at}")
+    print(f"browser flow ({ui_server['name']}): {time.time() - started:.1f} s, stopped at step {stopped_at}")
