@@ -183,9 +183,9 @@ class Lifecycle:
         if not plan_file.is_file():
             raise S.TransitionError(f"job {job.id} never finished preparing; submit it again")
         plan = json.loads(plan_file.read_text(encoding="utf-8"))
-        state_dir = latest_state(Path(plan["output_dir"]), job.name)
+        state_dir, step = latest_state(Path(plan["output_dir"]), job.name)
         total = int(plan.get("total_steps") or 0)
-        if state_dir is not None and total and state_step(state_dir) >= total:
+        if state_dir is not None and total and step >= total:
             finished = self._complete_trained(job, plan, total)
             if finished is not None:
                 return finished
@@ -225,13 +225,6 @@ def _supervisor_failure(job: Job) -> str | None:
     return f"the job supervisor failed: {lines[-1].strip()} (full output in {job.folder / 'supervisor.log'})"
 
 
-def state_step(state_dir: Path) -> int:
-    try:
-        return int(json.loads((state_dir / "train_state.json").read_text())["current_step"])
-    except (OSError, ValueError, KeyError):
-        return -1
-
-
 def _lighter_preset_hint(job: Job) -> str:
     """After a CUDA OOM: name a preset that the VRAM estimate says fits the free memory."""
     try:
@@ -252,11 +245,12 @@ def _merge(old: dict, new: dict) -> dict:
     return {**(old or {}), **{k: v for k, v in new.items() if v is not None}}
 
 
-def latest_state(output_dir: Path, name: str) -> Path | None:
-    """The saved state with the highest step: `<name>-step00000120-state`, `<name>-000002-state`..."""
+def latest_state(output_dir: Path, name: str) -> tuple[Path | None, int]:
+    """The saved state with the highest step, and that step (-1 without one):
+    `<name>-step00000120-state`, `<name>-000002-state`..."""
     best, best_step = None, -1
     if not output_dir.is_dir():
-        return None
+        return None, -1
     for folder in output_dir.iterdir():
         if not folder.name.startswith(name) or not folder.name.endswith("-state"):
             continue
@@ -266,4 +260,4 @@ def latest_state(output_dir: Path, name: str) -> Path | None:
             continue
         if step > best_step:
             best, best_step = folder, step
-    return best
+    return best, best_step

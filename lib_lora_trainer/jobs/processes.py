@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from lib_lora_trainer import atomic
+
 
 SUPERVISOR_LOG, SUPERVISOR_PID = "supervisor.log", "supervisor.pid"
 SUPERVISOR_START = b"[lora-trainer] supervisor start"
@@ -40,7 +42,7 @@ def start_supervised(job_dir: Path, argv: list[str], env: dict[str, str], cwd: s
         proc = subprocess.Popen(cmd, env=supervisor_env(env), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, close_fds=True)
     _children[proc.pid] = proc
-    _write_pid(job_dir / SUPERVISOR_PID, proc.pid)
+    atomic.write_text(job_dir / SUPERVISOR_PID, str(proc.pid))
     return proc.pid
 
 
@@ -50,12 +52,6 @@ def reap_children() -> None:
     for pid, proc in list(_children.items()):
         if proc.poll() is not None:
             _children.pop(pid, None)
-
-
-def _write_pid(path: Path, pid: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(str(pid), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def read_pid(path: Path) -> int | None:

@@ -31,9 +31,8 @@ from .progress_model import (
     ERROR_KINDS, MAX_WARNINGS, RUN_START_MARKER, TRAINING_BAR, ErrorKind, ProgressEvent, ProgressState, _clip,
     describe_error,
 )
+from .env_phase import ENV_PREFIX, env_setup_line
 from .rich_records import _Record, _Stream
-
-ENV_PREFIX = "[trainer-env]"  # trainer_env/managed.py: making the trainer environment on first use
 from .tqdm_lines import TqdmUpdate, _loss_value, parse_duration, parse_rate, parse_tqdm
 
 __all__ = [
@@ -159,7 +158,7 @@ class ProgressParser:
         if not text:
             return
         if text.startswith(ENV_PREFIX):
-            self._env_setup(text[len(ENV_PREFIX):].strip())
+            env_setup_line(self._state, text[len(ENV_PREFIX):].strip())
             return
         if text.startswith(_TRACEBACK):
             st.in_traceback = True
@@ -175,19 +174,6 @@ class ProgressParser:
             self._message(m.group("msg").strip(), m.group("level"), stream, out)
             return
         self._message(line.rstrip(), None, stream, out)
-
-    def _env_setup(self, text: str) -> None:
-        """trainer_env/managed.py's step lines: the job is setting up, not training yet."""
-        s = self._state
-        if text.startswith("error:"):
-            s.phase_detail = text
-            return
-        if text.startswith("ready in"):
-            s.phase, s.phase_detail = None, None
-            return
-        s.phase = "setup"
-        if text.startswith("step ") or s.phase_detail is None:
-            s.phase_detail = _clip(text, 200)
 
     # -- messages -----------------------------------------------------------------------------
     def _message(self, text: str, level: str | None, stream: str, out: list) -> None:

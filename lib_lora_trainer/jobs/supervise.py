@@ -4,7 +4,7 @@ The supervisor leads the job's own process group (the service starts it in a new
 so closing the browser, reloading the UI or restarting the service never stops training.
 It appends the engine's stdout/stderr to files in the job folder and, when the engine ends,
 writes `exitcode.json` there, so any later service process learns how the run ended.
-Standard library only: it runs in the web UI's Python.
+Standard library only (and our stdlib-only atomic writes): it runs in the web UI's Python.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from lib_lora_trainer import atomic
 
 STDOUT, STDERR, EXITCODE, ENGINE_PID = "stdout.log", "stderr.log", "exitcode.json", "engine.pid"
 SUPERVISOR_PID = "supervisor.pid"  # also written by the launcher (jobs/processes.py): whoever is first
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     (job_dir / EXITCODE).unlink(missing_ok=True)
-    _write_atomic(job_dir / SUPERVISOR_PID, str(os.getpid()))
+    atomic.write_text(job_dir / SUPERVISOR_PID, str(os.getpid()))
     with open(job_dir / STDOUT, "ab") as out, open(job_dir / STDERR, "ab") as err:
         # A resumed job appends to the same logs; the parser starts a new attempt at this line.
         out.write(f"[lora-trainer] run start {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
@@ -104,13 +106,7 @@ def _default_signals() -> None:
 
 
 def _write_exit(job_dir: Path, returncode: int) -> None:
-    _write_atomic(job_dir / EXITCODE, json.dumps({"returncode": returncode, "finished_at": time.time()}))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_text(job_dir / EXITCODE, json.dumps({"returncode": returncode, "finished_at": time.time()}))
 
 
 def read_exit(job_dir: Path) -> dict | None:
