@@ -48,6 +48,7 @@ def real_path(path: str | os.PathLike) -> Path:
 
 
 def roots_text(roots: Sequence[str | os.PathLike]) -> str:
+    """The roots as a person reads them in a refusal: resolved, comma-separated."""
     return ", ".join(str(real_path(r)) for r in roots) or "(none configured)"
 
 
@@ -63,8 +64,7 @@ def resolve_inside(value: Any, roots: Sequence[str | os.PathLike], field: str, w
     PathRefused 400 (malformed) or 403 (outside)."""
     text = path_text(value, field)
     real_roots = [real_path(r) for r in roots]
-    shown = ", ".join(str(r) for r in real_roots) or "(none configured)"
-    fix = (f"put the {what} inside one of the allowed {what} folders ({shown}) and send that path"
+    fix = (f"put the {what} inside one of the allowed {what} folders ({roots_text(real_roots)}) and send that path"
            + (", or upload it as a .zip" if what == "dataset" else ""))
     candidate = Path(text).expanduser() if expand_user else Path(text)
     if not candidate.is_absolute():

@@ -17,86 +17,9 @@ from lib_lora_trainer.hosts.base import captioners_note, folder_limit
 
 from . import captions_edit as C
 from . import gradio_compat as compat
-from .report_html import report_to_html
+from .dataset_recipe import PARAMS_SECTION, PREPARE_KEYS, form_recipe, prepare_status, recipe_note, report_status
+from .report_html import error_html, report_to_html, warning_html  # noqa: F401 (re-exported)
 from .workspace import import_uploads, load_source, write_sample
-
-
-def error_html(message: str) -> str:
-    return f'<p class="lt-error">{escape(str(message))}</p>'
-
-
-def warning_html(message: str) -> str:
-    return f'<p class="lt-warning">{escape(str(message))}</p>'
-
-
-# What a check / a prepare depends on; each result keeps the values it was made with (a "stamp"),
-# so a later change of the form (a preset sets resolution, crop and repeats) marks it out of date
-# instead of leaving a stale "512 px" on screen.
-CHECK_KEYS = ("trigger", "resolution")
-PREPARE_KEYS = ("trigger", "class_token", "resolution", "crop", "repeats")
-_LABELS = {"trigger": "Trigger word", "class_token": "Class token", "resolution": "Resolution", "crop": "Crop",
-           "repeats": "Repeats"}
-_WHERE = "Model and parameters"   # the section that holds Resolution, Crop, Repeats and Class token
-
-
-def _whole(value, default=None):
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return default if value in (None, "") else value
-
-
-def _recipe(trigger=None, resolution=None, crop=None, class_token=None, repeats=None) -> dict:
-    """The form's values as a check or a prepare uses them (normalised, so 512.0 == 512)."""
-    return {"trigger": (trigger or "").strip(), "resolution": _whole(resolution, 512),
-            "crop": crop or "center", "class_token": (class_token or "").strip(), "repeats": _whole(repeats, 1)}
-
-
-def _shown(key: str, value) -> str:
-    if key == "resolution":
-        return f"{value} px"
-    return f"{value}" if value not in ("", None) else "(none)"
-
-
-def _changes(stamp: dict, now: dict, keys: tuple[str, ...]) -> tuple[str, str]:
-    """('Resolution 512 px, Repeats 100', 'Resolution 64 px, Repeats 25') for the keys that differ."""
-    diff = [k for k in keys if stamp.get(k) != now.get(k)]
-    was = ", ".join(f"{_LABELS[k]} {_shown(k, stamp.get(k))}" for k in diff)
-    new = ", ".join(f"{_LABELS[k]} {_shown(k, now.get(k))}" for k in diff)
-    return was, new
-
-
-def recipe_note(resolution, crop) -> str:
-    """The line in the Dataset section that says which resolution and crop Check and Prepare use."""
-    r = _recipe(resolution=resolution, crop=crop)
-    return (f'<p class="lt-note">Check and Prepare use <b>{escape(_shown("resolution", r["resolution"]))}</b>, '
-            f'<b>{escape(r["crop"])}</b> crop: "Resolution" and "Crop" in {_WHERE} (the preset sets them). '
-            "Start training uses the same values.</p>")
-
-
-def report_status(stamp: dict | None, trigger: str, resolution) -> str | None:
-    """The report to show after the trigger or the resolution changed: None = leave it as it is;
-    the checked report, under a warning when it was checked with other values."""
-    if not stamp:
-        return None
-    was, now = _changes(stamp, _recipe(trigger, resolution), CHECK_KEYS)
-    if not was:
-        return stamp["html"]
-    return warning_html(f"This report was checked with {was}; the form now says {now}. "
-                        'Press "Check dataset" to check again.') + stamp["html"]
-
-
-def prepare_status(stamp: dict | None, trigger: str, class_token: str, resolution, crop: str,
-                   repeats) -> str | None:
-    """The Prepare result to show after a value it used changed: None = leave it; the result
-    when the form still says what it was prepared with; otherwise what changed."""
-    if not stamp:
-        return None
-    was, now = _changes(stamp, _recipe(trigger, resolution, crop, class_token, repeats), PREPARE_KEYS)
-    if not was:
-        return stamp["html"]
-    return warning_html(f"The copy prepared with {was} is out of date: the form now says {now}. Start training "
-                        'prepares its own copy with the values of the form; press "Prepare" to see it.')
 
 
 def trainable_images(report: DatasetReport) -> int:
@@ -127,7 +50,7 @@ def run_check(src: str, trigger: str, resolution: float, limit=None) -> tuple[st
     except (ValueError, OSError) as exc:
         return error_html(str(exc)), 0, None
     html = report_to_html(report)
-    return html, trainable_images(report), {**_recipe(trigger, resolution), "html": html}
+    return html, trainable_images(report), {**form_recipe(trigger, resolution), "html": html}
 
 
 def gallery_items(folder: str, thumbs_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:
@@ -264,10 +187,11 @@ def run_prepare(folder: str, trigger: str, class_token: str, resolution: float, 
         return error_html(exc), None
     if not (trigger or "").strip():
         return error_html("Trigger word: enter it before preparing (it names the image folder)."), None
-    used = _recipe(trigger, resolution, crop, class_token, repeats)
+    used = form_recipe(trigger, resolution, crop, class_token, repeats)
     res = used["resolution"]
     if not isinstance(res, int) or res < 64 or res % 64:
-        return error_html(f"Resolution ({_WHERE}): {res} is not a multiple of 64; use e.g. 512, 768 or 1024."), None
+        return error_html(f"Resolution ({PARAMS_SECTION}): {res} is not a multiple of 64; "
+                          "use e.g. 512, 768 or 1024."), None
     out = Path(prepared_root) / Path(folder).name
     try:
         result = prepare_dataset(folder, PrepareOptions(
@@ -279,7 +203,7 @@ def run_prepare(folder: str, trigger: str, class_token: str, resolution: float, 
     rows = "".join(f"<li>{escape(rel)}: {escape(why)}</li>" for rel, why in sorted(result.skipped.items()))
     skipped = f"<p>Skipped:</p><ul>{rows}</ul>" if rows else ""
     html = (f"<p>Prepared <b>{len(result.images)}</b> images at <b>{res} px</b>, {escape(used['crop'])} crop "
-            f"(Resolution and Crop in {_WHERE}) into <code>{escape(str(result.image_dir))}</code>. "
+            f"(Resolution and Crop in {PARAMS_SECTION}) into <code>{escape(str(result.image_dir))}</code>. "
             f"Start training prepares its own copy the same way.</p>{skipped}")
     return html, {**{k: used[k] for k in PREPARE_KEYS}, "html": html}
 

@@ -10,6 +10,14 @@ from html import escape
 from lib_lora_trainer.dataset.check import DatasetReport
 from lib_lora_trainer.dataset.problems import CHECKS
 
+def error_html(message: str) -> str:
+    return f'<p class="lt-error">{escape(str(message))}</p>'
+
+
+def warning_html(message: str) -> str:
+    return f'<p class="lt-warning">{escape(str(message))}</p>'
+
+
 PREPARE_NOTE = ('"Prepare" makes a fixed copy (your files are never changed); Start training prepares its own '
                 "copy the same way.")
 
