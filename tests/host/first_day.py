@@ -36,6 +36,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import a1111_host  # noqa: E402
 
+sys.path.insert(0, str(HERE.parent))  # tests/: the page helpers shared with tests/ui
+from browser_pages import load_lazy_pictures  # noqa: E402
+
 ARTIFACTS = Path(os.environ.get("LORA_TRAINER_TEST_HOST_ARTIFACTS", HERE / "artifacts"))
 CHROMIUM = Path(os.environ.get("LORA_TRAINER_CHROMIUM", "/usr/bin/chromium"))
 TRAINER_PYTHON = os.environ.get("LORA_TRAINER_TEST_TRAINER_PYTHON", sys.executable)
@@ -72,17 +75,8 @@ def browser():
 def shoot(page, name: str, ui: HostUI = A1111_UI) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     if ui.gradio >= 4:
-        _load_lazy_pictures(page)
+        load_lazy_pictures(page)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def _load_lazy_pictures(page, timeout_ms: int = 5000) -> None:
-    """gradio 4 lazy-loads its pictures: a full-page screenshot would show empty frames below the fold."""
-    page.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; })")
-    try:
-        page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=timeout_ms)
-    except Exception:  # a picture still loading is no reason to fail a screenshot
-        pass
 
 
 def open_tab(page, url: str, ui: HostUI = A1111_UI) -> None:

@@ -464,6 +464,21 @@ def parse_pairs(items: list[str], flag: str) -> dict[str, Path]:
     return out
 
 
+def add_host_args(p: argparse.ArgumentParser, *, port: int, data_dir_default: str, trainer_python_help: str,
+                  torch_help: str) -> None:
+    """The options every host setup script here takes (A1111's and Forge Neo's)."""
+    p.add_argument("--extension", type=Path, default=REPO, help="this extension's folder (default: this repository)")
+    p.add_argument("--extension-name", default=DEFAULT_EXTENSION_NAME)
+    p.add_argument("--copy-extension", action="store_true", help="copy into extensions/ instead of a symlink")
+    p.add_argument("--trainer-python", type=Path, default=REPO / ".venv" / "bin" / "python",
+                   help=trainer_python_help)
+    p.add_argument("--torch", default="torch==2.14.1", help=torch_help)
+    p.add_argument("--torchvision", default="torchvision==0.29.1", help="the torchvision that matches --torch")
+    p.add_argument("--port", type=int, default=port, help="port in the printed start command and for --smoke")
+    p.add_argument("--data-dir", type=Path,
+                   help=f"LORA_TRAINER_DATA_DIR in the printed command (default {data_dir_default})")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
@@ -476,18 +491,12 @@ def main(argv=None) -> int:
                         "and the repositories' names)")
     p.add_argument("--python", default=sys.executable, help="base interpreter for the venvs (Python 3.10/3.11)")
     p.add_argument("--models", type=Path, required=True, help="gets Stable-diffusion/ and Lora/")
-    p.add_argument("--extension", type=Path, default=REPO, help="this extension's folder (default: this repository)")
-    p.add_argument("--extension-name", default=DEFAULT_EXTENSION_NAME)
-    p.add_argument("--copy-extension", action="store_true", help="copy into extensions/ instead of a symlink")
-    p.add_argument("--trainer-python", type=Path, default=REPO / ".venv" / "bin" / "python",
-                   help="the project's Python (make env), used for the models and as LORA_TRAINER_PYTHON")
-    p.add_argument("--torch", default="torch==2.14.1", help="torch requirement for both venvs")
-    p.add_argument("--torchvision", default="torchvision==0.29.1", help="the torchvision that matches --torch")
+    add_host_args(p, port=7860, data_dir_default="<a1111>/../lora-trainer-data",
+                  trainer_python_help="the project's Python (make env), used for the models and as "
+                                      "LORA_TRAINER_PYTHON",
+                  torch_help="torch requirement for both venvs")
     p.add_argument("--no-random-sd15", action="store_true", help="skip the 2 GB random SD1.5 checkpoint")
     p.add_argument("--sd-scripts", type=Path, help="sd-scripts v0.10.1 checkout: gets its own venv")
-    p.add_argument("--port", type=int, default=7860, help="port in the printed start command and for --smoke")
-    p.add_argument("--data-dir", type=Path, help="LORA_TRAINER_DATA_DIR in the printed command "
-                                                 "(default <a1111>/../lora-trainer-data)")
     p.add_argument("--smoke", action="store_true", help="start A1111 once and check tab, API and txt2img")
     p.add_argument("--smoke-sd15", action="store_true",
                    help="--smoke also renders 64x64, 1 step with the random SD1.5 (loads 2 GB; ~1 min on 2 cores)")

@@ -286,16 +286,10 @@ def main(argv=None) -> int:
     p.add_argument("--python", default=sys.executable, help="base interpreter for the venv (Neo targets 3.13)")
     p.add_argument("--models", type=Path, required=True, help="gets Stable-diffusion/ (the SD1.5 link) and Lora/")
     p.add_argument("--sd15", type=Path, required=True, help="a full-size SD1.5-architecture .safetensors")
-    p.add_argument("--extension", type=Path, default=REPO, help="this extension's folder (default: this repository)")
-    p.add_argument("--extension-name", default=DEFAULT_EXTENSION_NAME)
-    p.add_argument("--copy-extension", action="store_true", help="copy into extensions/ instead of a symlink")
-    p.add_argument("--trainer-python", type=Path, default=REPO / ".venv" / "bin" / "python",
-                   help="LORA_TRAINER_PYTHON in the printed command (the project's `make env` Python)")
-    p.add_argument("--torch", default="torch==2.14.1", help="torch requirement (a build that runs on CPU)")
-    p.add_argument("--torchvision", default="torchvision==0.29.1", help="the torchvision that matches --torch")
-    p.add_argument("--port", type=int, default=7862, help="port in the printed start command and for --smoke")
-    p.add_argument("--data-dir", type=Path, help="LORA_TRAINER_DATA_DIR in the printed command "
-                                                 "(default <neo>/../lora-trainer-data-neo)")
+    common.add_host_args(p, port=7862, data_dir_default="<neo>/../lora-trainer-data-neo",
+                         trainer_python_help="LORA_TRAINER_PYTHON in the printed command "
+                                             "(the project's `make env` Python)",
+                         torch_help="torch requirement (a build that runs on CPU)")
     p.add_argument("--smoke", action="store_true", help="start Neo once and check API, tab, txt2img, Lora list")
     p.add_argument("--measure-startup", action="store_true",
                    help="--smoke, then one start without the extension; prints both Startup times")

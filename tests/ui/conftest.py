@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from browser_pages import load_lazy_pictures
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("LORA_TRAINER_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -120,19 +122,10 @@ def shoot(ui_server):
 
     def take(page, name: str) -> Path:
         path = folder / f"{name}.png"
-        _load_lazy_pictures(page)
+        load_lazy_pictures(page)
         page.screenshot(path=str(path), full_page=True)
         return path
     return take
-
-
-def _load_lazy_pictures(page, timeout_ms: int = 5000) -> None:
-    """gradio 4 lazy-loads its pictures: a full-page screenshot would show empty frames below the fold."""
-    page.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; })")
-    try:
-        page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=timeout_ms)
-    except Exception:  # a picture still loading is no reason to fail a screenshot
-        pass
 
 
 # ---- the page differences between gradio 3.41 and 4.40 ----------------------------------------------
