@@ -13,3 +13,15 @@ TOMLDecodeError = _toml.TOMLDecodeError
 
 def loads(text: str) -> dict:
     return _toml.loads(text)
+
+
+def flatten_sections(raw: dict) -> dict:
+    """What sd-scripts' --config_file reader sees: the keys of a [section] lifted to the top level
+    (one level; deeper tables stay values)."""
+    flat: dict = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat

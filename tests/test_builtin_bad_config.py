@@ -23,7 +23,7 @@ def setup(tmp_path, tiny_model):
     ({"learning_rte": 1e-4}, "unknown key 'learning_rte'"),
     ({"learning_rate": -1e-4}, "learning_rate = -0.0001 must be >= 0"),
     ({"network_dim": 0}, "network_dim = 0 must be >= 1"),
-    ({"xformers": True}, "xformers is known to sd-scripts but not implemented"),
+    ({"full_fp16": True}, "full_fp16 is known to sd-scripts but not implemented"),  # xformers: a note only
     ({"optimizer_type": "DAdaptation"}, "optimizer_type 'DAdaptation' is not supported"),
     ({"lr_scheduler": "constant", "lr_warmup_steps": 10}, "'constant' takes no warmup"),
     ({"network_args": ["conv_dim=4", "algo=lora"]}, "'algo' is not implemented"),

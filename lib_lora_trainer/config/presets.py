@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 from .coerce import suggest
 from .errors import ConfigError
+from .kohya_args import ADAFACTOR_FIXED_LR
 from .training_config import TrainingConfig
 
 __all__ = ["Preset", "PRESETS", "list_presets", "get_preset", "resolve_config", "apply_preset",
@@ -46,7 +47,8 @@ class Preset:
                 "model_types": list(self.model_types), "values": dict(self.values), "for_gpu": self.for_gpu}
 
 
-_ADAFACTOR_ARGS = {"scale_parameter": False, "relative_step": False, "warmup_init": False}
+# Listed explicitly: without them Adafactor (in both engines) ignores the learning rate and schedule.
+_ADAFACTOR_ARGS = dict(ADAFACTOR_FIXED_LR)
 EXAMPLE_IMAGES = 16   # the step count a description quotes: a typical person dataset (and the demo's)
 
 
@@ -80,8 +82,10 @@ def _optimizer(c: TrainingConfig) -> str:
     if c.lr_warmup:
         text += (f", {c.lr_warmup * 100:g}% warmup" if isinstance(c.lr_warmup, float) and c.lr_warmup < 1
                  else f", {c.lr_warmup} warmup steps")
-    if c.optimizer == "Adafactor" and c.optimizer_args.get("relative_step") is False:
-        text += " (fixed lr: relative_step off)"
+    if c.optimizer == "Adafactor":
+        relative = c.optimizer_args.get("relative_step", True) or c.optimizer_args.get("warmup_init", False)
+        text += (" (relative step: Adafactor sets its own step size; the lr and schedule are only logged)"
+                 if relative else " (fixed lr: relative_step off)")
     if c.max_grad_norm == 0:
         text += ", no gradient clipping"
     if c.min_snr_gamma:

@@ -30,6 +30,8 @@ class Components:
     model_type: str = "sd1"
     v_prediction: bool = False
     config_dir: Path | None = None
+    # What the model itself says (diffusers scheduler config, .yaml, v_pred key); None: it does not say.
+    declared_v_prediction: bool | None = None
 
 
 def _default_v_prediction(model_type: str) -> bool:
@@ -133,4 +135,4 @@ def load_components(path, *, model_type: str | None = None, v_prediction: bool |
     log.info("loaded %s (%s, %s, v_prediction=%s)", path, model_type, info.source, v_prediction)
     return Components(unet=unet, vae=vae, text_encoders=text_encoders, tokenizers=tokenizers,
                       noise_scheduler=noise_scheduler, model_type=model_type, v_prediction=v_prediction,
-                      config_dir=config_dir)
+                      config_dir=config_dir, declared_v_prediction=info.v_prediction)

@@ -7,10 +7,13 @@ implement, so a config never means something other than what it says.
 
 from __future__ import annotations
 
+import ast
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lib_lora_trainer.toml_read import flatten_sections
 
 
 class ArgsError(ValueError):
@@ -39,7 +42,8 @@ KEYS: dict[str, Key] = {
     "v2": Key(_B, False), "v_parameterization": Key(_B, False),
     "tokenizer_cache_dir": Key(_S + _OPT),
     "clip_skip": Key(_I + _OPT, None, minimum=1),
-    "max_token_length": Key(_I + _OPT, None, choices=(None, 75)),
+    # 75 is accepted as sd-scripts reads it from a TOML (the same as none); 150/225 encode in 75-token chunks
+    "max_token_length": Key(_I + _OPT, None, choices=(None, 75, 150, 225)),
     # output
     "output_dir": Key(_S), "output_name": Key(_S + _OPT),
     "save_model_as": Key(_S, "safetensors", choices=("safetensors",)),
@@ -63,6 +67,7 @@ KEYS: dict[str, Key] = {
     "gradient_accumulation_steps": Key(_I, 1, minimum=1),
     "mixed_precision": Key(_S, "no", choices=("no", "fp16", "bf16")),
     "gradient_checkpointing": Key(_B, False), "sdpa": Key(_B, False), "seed": Key(_I + _OPT, None),
+    "no_half_vae": Key(_B, False),
     "torch_compile": Key(_B, False),
     "dynamo_backend": Key(_S, "inductor", choices=("inductor", "eager", "aot_eager", "cudagraphs")),
     "min_snr_gamma": Key(_F + _OPT, None, minimum=0), "noise_offset": Key(_F + _OPT, None, minimum=0),
@@ -85,16 +90,26 @@ KEYS: dict[str, Key] = {
     "bucket_reso_steps": Key(_I, 64, minimum=8), "bucket_no_upscale": Key(_B, False),
 }
 
+# sd-scripts flags that change how it runs, never what it trains: accepted (so kohya_ss configs load)
+# with one printed note each when set. The value stays readable (ss_lowram records it).
+NO_EFFECT = {
+    "xformers": "the builtin engine uses PyTorch's scaled-dot-product attention (the same result)",
+    "mem_eff_attn": "the builtin engine uses PyTorch's scaled-dot-product attention (the same result)",
+    "lowram": "models load the same way whatever it says; only memory use could differ",
+    "highvram": "models load the same way whatever it says; only memory use could differ",
+}
+KEYS.update({key: Key(_B, False) for key in NO_EFFECT})
+
 # sd-scripts reads these; this engine does not implement them (an error, never a silent no-op).
 NOT_IMPLEMENTED = {
-    "xformers", "mem_eff_attn", "full_fp16", "full_bf16", "fp8_base", "fp8_base_unet", "lowram", "highvram",
+    "full_fp16", "full_bf16", "fp8_base", "fp8_base_unet",
     "color_aug", "random_crop", "face_crop_aug_range", "multires_noise_iterations", "multires_noise_discount",
     "adaptive_noise_scale", "ip_noise_gamma", "zero_terminal_snr", "scale_v_pred_loss_like_noise_pred",
     "v_pred_like_loss", "debiased_estimation_loss", "masked_loss", "loss_type", "huber_c", "huber_schedule",
     "huber_scale", "weighted_captions", "lr_scheduler_type", "lr_scheduler_args", "lr_decay_steps",
     "lr_scheduler_min_lr_ratio", "dim_from_weights", "network_multiplier", "scale_weight_norms", "base_weights",
     "base_weights_multiplier", "deepspeed", "ddp_timeout", "ddp_gradient_as_bucket_view", "ddp_static_graph",
-    "in_json", "dataset_repeats", "vae", "vae_batch_size", "no_half_vae", "output_config",
+    "in_json", "dataset_repeats", "vae", "vae_batch_size", "output_config",
     "huggingface_repo_id", "save_state_to_huggingface", "resume_from_huggingface", "save_last_n_steps",
     "save_last_n_epochs_state", "save_last_n_steps_state", "save_state_on_train_end", "wandb_api_key",
     "wandb_run_name", "log_tracker_name", "log_tracker_config", "log_config", "validation_split",
@@ -114,6 +129,7 @@ NETWORK_ARGS = {"conv_dim", "conv_alpha"}
 @dataclass(frozen=True)
 class TrainArgs:
     values: dict
+    notes: tuple = ()  # one line per accepted key that has no effect here, printed at the start
 
     def __getattr__(self, name: str):
         try:
@@ -129,7 +145,8 @@ class TrainArgs:
     def conv_alpha(self) -> float | None:
         if self.conv_dim is None:
             return None
-        return self.network_args_dict.get("conv_alpha", 1.0)
+        # networks.lora reads conv_alpha with float(): its .alpha tensors are float32 even for "conv_alpha=4"
+        return float(self.network_args_dict.get("conv_alpha", 1.0))
 
     @property
     def network_args_dict(self) -> dict:
@@ -138,6 +155,41 @@ class TrainArgs:
     @property
     def optimizer_name(self) -> str:
         return (self.values.get("optimizer_type") or "adamw").lower()
+
+
+def parse_optimizer_args(items: list | None) -> dict:
+    """sd-scripts' optimizer_args: ["weight_decay=0.01", "betas=0.9,0.999"] -> python values."""
+    out = {}
+    for item in items or []:
+        if not isinstance(item, str) or "=" not in item:
+            raise ArgsError(f"optimizer_args: {item!r} must be 'key=value'.")
+        key, value = (s.strip() for s in item.split("=", 1))
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parsed = value  # plain strings such as decouple=True work above; others stay text
+        out[key] = tuple(parsed) if isinstance(parsed, list) else parsed
+    return out
+
+
+def adafactor_kwargs(a: "TrainArgs") -> dict:
+    """Adafactor's arguments as sd-scripts' get_optimizer settles them: relative_step is on unless
+    optimizer_args turn it off, and back on when warmup_init asks for it. scale_parameter and
+    warmup_init keep transformers' defaults (True, False) unless given."""
+    kwargs = parse_optimizer_args(a.optimizer_args)
+    for key in ("relative_step", "scale_parameter", "warmup_init"):
+        if key in kwargs and not isinstance(kwargs[key], bool):
+            raise ArgsError(f"optimizer_args: {key}={kwargs[key]!r} must be True or False.")
+    kwargs.setdefault("relative_step", True)
+    if not kwargs["relative_step"] and kwargs.get("warmup_init", False):
+        kwargs["relative_step"] = True
+    return kwargs
+
+
+def adafactor_relative_step(a: "TrainArgs") -> bool:
+    """True when Adafactor sets its own step size: learning_rate, unet_lr, text_encoder_lr and
+    lr_scheduler are then replaced by sd-scripts' "adafactor:<learning_rate>" schedule."""
+    return a.optimizer_name == "adafactor" and adafactor_kwargs(a)["relative_step"]
 
 
 def _number(text: str, key: str) -> int | float:
@@ -180,19 +232,9 @@ def _check_type(key: str, value: Any, spec: Key, where: str) -> None:
         raise ArgsError(f"{where}: {key} = {value!r} must be >= {spec.minimum}.")
 
 
-def flatten_config(raw: dict) -> dict:
-    """sd-scripts flattens one level of tables: [model] x = 1 means x = 1."""
-    flat = {}
-    for key, value in raw.items():
-        if isinstance(value, dict):
-            flat.update(value)
-        else:
-            flat[key] = value
-    return flat
-
-
 def parse_args(raw: dict, where: str = "run.toml") -> TrainArgs:
-    values = flatten_config(raw)
+    values = flatten_sections(raw)  # sd-scripts: [model] x = 1 means x = 1
+    notes = []
     for key, value in values.items():
         if key in NOT_IMPLEMENTED:
             raise ArgsError(f"{where}: {key} is known to sd-scripts but not implemented by the builtin engine; "
@@ -201,9 +243,11 @@ def parse_args(raw: dict, where: str = "run.toml") -> TrainArgs:
             raise ArgsError(f"{where}: unknown key {key!r} (sd-scripts would ignore it silently). "
                             "Check the spelling or remove it.")
         _check_type(key, value, KEYS[key], where)
+        if key in NO_EFFECT and value:
+            notes.append(f"note: {key} = true has no effect in the builtin engine: {NO_EFFECT[key]}.")
     merged = {k: spec.default for k, spec in KEYS.items()}
     merged.update(values)
-    args = TrainArgs(merged)
+    args = TrainArgs(merged, tuple(notes))
     _check_semantics(args, where)
     return args
 
@@ -217,6 +261,7 @@ def _check_semantics(a: TrainArgs, where: str) -> None:
                         "choose AdamW, AdamW8bit, Lion, Prodigy or Adafactor.")
     if isinstance(a.lr_warmup_steps, float) and not a.lr_warmup_steps < 1:
         raise ArgsError(f"{where}: lr_warmup_steps as a float is a ratio of the total steps and must be < 1.")
+    _check_adafactor(a, where)
     if a.lr_scheduler == "constant" and a.lr_warmup_steps:
         raise ArgsError(f"{where}: lr_scheduler 'constant' takes no warmup; set lr_warmup_steps = 0 or use "
                         "'constant_with_warmup'.")
@@ -236,6 +281,19 @@ def _check_semantics(a: TrainArgs, where: str) -> None:
     a.network_args_dict  # validates network_args
 
 
+def _check_adafactor(a: TrainArgs, where: str) -> None:
+    """The Adafactor combinations sd-scripts refuses (or crashes on), refused up front with the fix."""
+    relative = adafactor_relative_step(a)
+    if relative and a.lr_warmup_steps:
+        raise ArgsError(f"{where}: Adafactor with relative_step (its default when optimizer_args do not turn it "
+                        "off) runs its own schedule and takes no warmup (sd-scripts: \"does not require "
+                        "num_warmup_steps\"); set lr_warmup_steps = 0, or add optimizer_args = "
+                        "[\"relative_step=False\", \"scale_parameter=False\", \"warmup_init=False\"] for a fixed lr.")
+    if a.lr_scheduler == "adafactor" and not relative:
+        raise ArgsError(f"{where}: lr_scheduler 'adafactor' works only with optimizer_type Adafactor and "
+                        "relative_step on; choose another lr_scheduler.")
+
+
 def load_toml(path: str | Path, what: str) -> dict:
     p = Path(path)
     if not p.exists() and p.suffix != ".toml" and Path(f"{p}.toml").exists():
@@ -251,5 +309,5 @@ def load_toml(path: str | Path, what: str) -> dict:
 def text_encoder_lr(a: TrainArgs) -> float | None:
     tel = a.text_encoder_lr
     if isinstance(tel, list):
-        return float(tel[0]) if tel else None
+        return tel[0] if tel else None  # as given (sd-scripts writes it to ss_text_encoder_lr unchanged)
     return tel

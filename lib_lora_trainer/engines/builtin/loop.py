@@ -116,8 +116,8 @@ def _encode(t, captions: list[str]) -> Conditioning:
 
 def _encode_now(t, captions: list[str]) -> Conditioning:
     if t.model_type == "sdxl":
-        return encode_sdxl(t.te_forward, t.tokenizers, captions)
-    return encode_sd(t.te_forward[0], t.tokenizers[0], captions, t.args.clip_skip)
+        return encode_sdxl(t.te_forward, t.tokenizers, captions, t.args.max_token_length)
+    return encode_sd(t.te_forward[0], t.tokenizers[0], captions, t.args.clip_skip, t.args.max_token_length)
 
 
 def _step_loss(t, batch) -> torch.Tensor:

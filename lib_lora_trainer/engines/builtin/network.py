@@ -3,8 +3,9 @@
 Module choice mirrors networks.lora: every Linear and 1x1 Conv2d inside Transformer2DModel
 (UNet) and CLIPAttention / CLIPMLP (text encoders); with conv_dim also the 3x3 convs (and the
 Linear / 1x1 layers) of ResnetBlock2D, Downsample2D and Upsample2D. peft's LoRA equals kohya's:
-down = kaiming-uniform, up = zeros, scale = alpha / rank. One difference: peft applies
-network_dropout to the LoRA input, networks.lora to the down projection's output.
+down = kaiming-uniform, up = zeros, scale = alpha / rank (alpha 0 means alpha = rank, as there).
+network_dropout goes where networks.lora puts it: on the down projection's output, in training
+only (peft's own lora_dropout would act on the input, so it stays 0 and a hook does it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 UNET_TARGETS = ("Transformer2DModel",)
@@ -44,6 +46,12 @@ def _candidates(model: nn.Module, targets: tuple[str, ...]):
             yield path, child
 
 
+def kohya_alpha(alpha, rank: int):
+    """networks.lora's rule: an alpha of 0 (or none) is the rank itself, i.e. scale 1, not scale 0
+    (which would train nothing). The file's .alpha tensor then holds the rank."""
+    return rank if alpha is None or alpha == 0 else alpha
+
+
 def select_modules(model: nn.Module, prefix: str, name_fn: Callable[[str], str], rank: int, alpha,
                    conv_rank: int | None = None, conv_alpha=None, is_unet: bool = False) -> list[LoraModule]:
     targets = UNET_TARGETS + (UNET_CONV_TARGETS if conv_rank else ()) if is_unet else TE_TARGETS
@@ -53,7 +61,7 @@ def select_modules(model: nn.Module, prefix: str, name_fn: Callable[[str], str],
         if conv3 and not conv_rank:
             continue
         r, a = (conv_rank, conv_alpha) if conv3 else (rank, alpha)
-        out.append(LoraModule(path, f"{prefix}_{name_fn(path).replace('.', '_')}", r, a, conv3))
+        out.append(LoraModule(path, f"{prefix}_{name_fn(path).replace('.', '_')}", r, kohya_alpha(a, r), conv3))
     return out
 
 
@@ -73,13 +81,23 @@ def inject(model: nn.Module, modules: list[LoraModule], dropout: float | None) -
     alpha_pattern = {re.escape(m.path): m.alpha for m in modules if m.alpha != base.alpha}
     config = LoraConfig(r=base.rank, lora_alpha=base.alpha, target_modules=[m.path for m in modules],
                         rank_pattern=rank_pattern, alpha_pattern=alpha_pattern,
-                        lora_dropout=float(dropout or 0.0), init_lora_weights=True)
+                        lora_dropout=0.0, init_lora_weights=True)
     inject_adapter_in_model(config, model, adapter_name=ADAPTER)
+    if dropout:
+        for m in modules:
+            model.get_submodule(m.path).lora_A[ADAPTER].register_forward_hook(_neuron_dropout(float(dropout)))
     for m in modules:  # fail loudly if peft chose a different rank or scale than kohya would
         layer = model.get_submodule(m.path)
         if layer.r[ADAPTER] != m.rank or abs(layer.scaling[ADAPTER] - m.alpha / m.rank) > 1e-9:
             raise RuntimeError(f"LoRA on {m.path}: rank {layer.r[ADAPTER]}, scale {layer.scaling[ADAPTER]}; "
                                f"expected {m.rank}, {m.alpha / m.rank}")
+
+
+def _neuron_dropout(p: float):
+    """Dropout on lora_down's output while the module trains (sd-scripts' neuron dropout)."""
+    def hook(module, inputs, output):
+        return F.dropout(output, p=p, training=module.training)
+    return hook
 
 
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import ast
-
 import torch
 
-from .args import ArgsError, TrainArgs
+from . import logs
+from .args import ArgsError, TrainArgs, adafactor_kwargs, parse_optimizer_args
 
-
-def parse_optimizer_args(items: list | None) -> dict:
-    """sd-scripts' optimizer_args: ["weight_decay=0.01", "betas=0.9,0.999"] -> python values."""
-    out = {}
-    for item in items or []:
-        if not isinstance(item, str) or "=" not in item:
-            raise ArgsError(f"optimizer_args: {item!r} must be 'key=value'.")
-        key, value = (s.strip() for s in item.split("=", 1))
-        try:
-            parsed = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            parsed = value  # plain strings such as decouple=True work above; others stay text
-        out[key] = tuple(parsed) if isinstance(parsed, list) else parsed
-    return out
+__all__ = ["parse_optimizer_args", "optimizer_description", "make_optimizer", "make_scheduler"]
 
 
 def optimizer_description(opt: torch.optim.Optimizer, kwargs: dict) -> str:
@@ -52,14 +38,29 @@ def make_optimizer(args: TrainArgs, param_groups: list[dict], lr: float, on_cuda
     elif kind == "prodigy":
         opt = _import_optional("prodigyopt", "Prodigy", "prodigyopt")(param_groups, lr=lr, **kwargs)
     elif kind == "adafactor":
-        from transformers.optimization import Adafactor
-        kwargs.setdefault("scale_parameter", False)
-        kwargs.setdefault("relative_step", False)
-        kwargs.setdefault("warmup_init", False)
-        opt = Adafactor(param_groups, lr=lr, **kwargs)
+        opt, kwargs = _adafactor(args, param_groups, lr)
     else:  # args validation already refused anything else
         raise ArgsError(f"optimizer_type {args.optimizer_type!r} is not supported")
     return opt, kwargs
+
+
+def _adafactor(args: TrainArgs, param_groups: list[dict], lr: float):
+    """sd-scripts' Adafactor: with relative_step (the default) it picks its own step size, so the
+    learning rates are dropped (transformers refuses lr with relative_step) and only logged."""
+    from transformers.optimization import Adafactor
+
+    kwargs = adafactor_kwargs(args)
+    if not kwargs["relative_step"]:
+        return Adafactor(param_groups, lr=lr, **kwargs), kwargs
+    logs.say("relative_step is true: Adafactor sets its own step size")
+    if lr:
+        logs.say("WARNING: learning rate is used as initial_lr (logged only)")
+    dropped = [group.pop("lr", None) for group in param_groups]  # every group, not just up to the first
+    if any(x is not None for x in dropped):
+        logs.say("WARNING: unet_lr and text_encoder_lr are ignored")
+    if args.lr_scheduler != "adafactor":
+        logs.say("use adafactor_scheduler")
+    return Adafactor(param_groups, lr=None, **kwargs), kwargs
 
 
 def _import_optional(module: str, cls: str, package: str):
@@ -72,11 +73,11 @@ def _import_optional(module: str, cls: str, package: str):
 def make_scheduler(args: TrainArgs, optimizer, total_steps: int, warmup: int):
     from diffusers.optimization import get_scheduler
 
-    name = args.lr_scheduler
-    if name == "adafactor":
-        if args.optimizer_name != "adafactor":
-            raise ArgsError("lr_scheduler 'adafactor' works only with optimizer_type Adafactor.")
-        name = "constant"  # we always run Adafactor with a fixed lr (relative_step=False)
+    if args.optimizer_name == "adafactor" and adafactor_kwargs(args)["relative_step"]:
+        # sd-scripts replaces any lr_scheduler by "adafactor:<learning_rate>" here (args.py refused a warmup)
+        from transformers.optimization import AdafactorSchedule
+        return AdafactorSchedule(optimizer, float(args.learning_rate))
+    name = args.lr_scheduler  # "adafactor" without relative_step was refused in args.py
     extra = {}
     if name == "cosine_with_restarts":
         extra["num_cycles"] = args.lr_scheduler_num_cycles

@@ -12,6 +12,7 @@ import torch
 from lib_lora_trainer import __version__
 
 from . import logs
+from .args import adafactor_relative_step, text_encoder_lr
 from .state import save_state
 
 SAVE_DTYPES = {"float": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -25,15 +26,21 @@ def base_metadata(t) -> dict[str, str]:
 
     a = t.args
     resolution = a.resolution if t.dataset_raw is None else None
+    # sd-scripts' get_optimizer, for Adafactor's relative step: learning_rate and unet_lr become None
+    # and lr_scheduler "adafactor:<learning_rate>" before the metadata is written.
+    relative = adafactor_relative_step(a)
     params = TrainingMetadataInput(
         session_id=random.randint(0, 2**32), training_started_at=t.started_at, output_name=a.output_name,
         model_type=t.model_type, base_model=a.pretrained_model_name_or_path, datasets=t.data.dataset_infos(),
-        network_dim=a.network_dim, network_alpha=a.network_alpha, learning_rate=a.learning_rate,
+        network_dim=a.network_dim, network_alpha=a.network_alpha,  # as given: "0" for 0, as sd-scripts writes
+        learning_rate=None if relative else a.learning_rate,
         optimizer=t.optimizer_name, max_train_steps=t.max_steps, num_epochs=t.num_epochs,
         num_batches_per_epoch=t.batches_per_epoch, seed=t.seed, v_parameterization=t.v_prediction,
         network_args={k: str(v) for k, v in a.network_args_dict.items()} or None,
-        network_dropout=a.network_dropout, text_encoder_lr=a.text_encoder_lr, unet_lr=a.unet_lr,
-        lr_scheduler=a.lr_scheduler, lr_warmup_steps=a.lr_warmup_steps, mixed_precision=a.mixed_precision,
+        # text_encoder_lr: sd-scripts takes a list's first item before writing it
+        network_dropout=a.network_dropout, text_encoder_lr=text_encoder_lr(a), unet_lr=None if relative else a.unet_lr,
+        lr_scheduler=f"adafactor:{a.learning_rate}" if relative else a.lr_scheduler,
+        lr_warmup_steps=a.lr_warmup_steps, mixed_precision=a.mixed_precision, lowram=a.lowram,
         clip_skip=a.clip_skip, max_token_length=a.max_token_length, cache_latents=a.cache_latents,
         gradient_checkpointing=a.gradient_checkpointing,
         gradient_accumulation_steps=a.gradient_accumulation_steps, max_grad_norm=a.max_grad_norm,

@@ -35,6 +35,8 @@ class Trainer:
     def run(self) -> None:
         from .loop import train_loop
 
+        for note in self.args.notes:
+            logs.say(note)
         self._accelerator()
         self._data()
         self._models()
@@ -118,24 +120,42 @@ class Trainer:
             verify_bucket_reso_steps(self.specs, 32 if c.model_type == "sdxl" else 64)
         except DatasetConfigError as exc:
             raise ConfigError(str(exc)) from None
-        self.v_prediction = bool(a.v_parameterization or c.v_prediction)
+        self.v_prediction = self._prediction_type(c)
         self.unet, self.vae = c.unet, c.vae
         self.text_encoders, self.tokenizers = list(c.text_encoders), list(c.tokenizers)
         self.noise_scheduler = c.noise_scheduler
-        if self.v_prediction:
-            self.noise_scheduler.register_to_config(prediction_type="v_prediction")
+        self.noise_scheduler.register_to_config(prediction_type="v_prediction" if self.v_prediction else "epsilon")
         for m in (self.unet, self.vae, *self.text_encoders):
             m.requires_grad_(False)
             m.eval()
-        # SDXL's VAE overflows in fp16: keep it in fp32 there, as sd-scripts' no_half_vae advice says.
-        vae_dtype = torch.float32 if (self.model_type == "sdxl" and self.weight_dtype == torch.float16) \
-            else self.weight_dtype
-        self.vae.to(self.device, dtype=vae_dtype)
+        self.vae.to(self.device, dtype=self._vae_dtype())
         self.unet.to(self.device)
         for te in self.text_encoders:
             te.to(self.device)
         if a.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
+
+    def _prediction_type(self, c) -> bool:
+        """v-prediction exactly when the TOML says v_parameterization, as in sd-scripts (which never
+        reads it from the model); a model that says otherwise only gets a warning."""
+        a = self.args
+        if c.declared_v_prediction is not None and c.declared_v_prediction != a.v_parameterization:
+            said = "v-prediction" if c.declared_v_prediction else "epsilon-prediction"
+            logs.say(f"WARNING: the model declares {said}, but v_parameterization = "
+                     f"{str(a.v_parameterization).lower()}: training as the TOML says (as sd-scripts does).")
+        elif c.declared_v_prediction is None and c.model_type == "sd2" and not a.v_parameterization:
+            logs.say("note: this SD2 file does not say whether it is a v-prediction model; training "
+                     "epsilon-prediction. For a 768-v model (SD 2.x 768) set v_parameterization = true.")
+        return bool(a.v_parameterization)
+
+    def _vae_dtype(self) -> torch.dtype:
+        """The weight dtype, or fp32 with no_half_vae (sd-scripts). SDXL's VAE overflows in fp16, so
+        it stays in fp32 there even without no_half_vae (sd-scripts would give NaN latents)."""
+        half = self.weight_dtype != torch.float32
+        sdxl_fp16 = self.model_type == "sdxl" and self.weight_dtype == torch.float16
+        if self.args.no_half_vae and (not half or sdxl_fp16):
+            logs.say("note: no_half_vae = true has no effect here: the VAE already runs in fp32.")
+        return torch.float32 if (self.args.no_half_vae or sdxl_fp16) else self.weight_dtype
 
     def _fill_tokenizer_cache(self, folder: Path) -> None:
         """Same folders sd-scripts reads, so one run.toml serves both engines offline."""
