@@ -15,6 +15,7 @@ from lib_lora_trainer.engines.base import Engine, EngineUnavailable, JobLaunch, 
 from lib_lora_trainer.engines.builtin_engine import REPO_ROOT, BuiltinEngine
 from lib_lora_trainer.engines.kohya import (ENV_SD_SCRIPTS, ENV_SD_SCRIPTS_PYTHON, KohyaEngine, checkout_version,
                                             script_for, venv_python)
+from sd_scripts_standin import train_network_source
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE_SOURCES = sorted(p for p in (ROOT / "lib_lora_trainer" / "engines").glob("*.py"))
@@ -34,7 +35,11 @@ def clean_env(monkeypatch, tmp_path):
 
 
 def launch(tmp_path: Path, **over) -> JobLaunch:
-    fields = dict(run_toml=tmp_path / "job" / "run.toml", dataset_toml=tmp_path / "job" / "dataset.toml",
+    run_toml = tmp_path / "job" / "run.toml"
+    run_toml.parent.mkdir(parents=True, exist_ok=True)
+    if not run_toml.exists():
+        run_toml.write_text('output_dir = "/o"\noutput_name = "x"\n', encoding="utf-8")
+    fields = dict(run_toml=run_toml, dataset_toml=tmp_path / "job" / "dataset.toml",
                   model_type="sd1", job_dir=tmp_path / "job")
     fields.update(over)
     return JobLaunch(**fields)
@@ -50,9 +55,11 @@ def fake_python(path: Path, target: str = sys.executable, flags: str = "") -> Pa
 
 def fake_checkout(folder: Path, files=("train_network.py", "sdxl_train_network.py", "library/train_util.py"),
                   venv: str | None = "venv") -> Path:
+    sources = {"train_network.py": train_network_source(),  # a parser the engine can ask for its keys
+               "sdxl_train_network.py": "from train_network import setup_parser\n"}
     for rel in files:
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (folder / rel).write_text("# stand-in\n", encoding="utf-8")
+        (folder / rel).write_text(sources.get(rel, "# stand-in\n"), encoding="utf-8")
     if venv:
         fake_python(folder / venv / "bin" / "python")
     return folder

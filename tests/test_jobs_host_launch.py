@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 
 from jobs_helpers import ROOT, photos
+from sd_scripts_standin import train_network_source
 
 # A fake sd-scripts checkout: the launch chain (supervisor -> accelerate launch -> the script) is
 # real; the script only reports the environment it got and writes a small kohya-format LoRA.
-FAKE_TRAIN_NETWORK = '''
+FAKE_TRAIN_NETWORK_BODY = '''
 import json, os, sys, tomllib
 import library.train_util  # importable only through the PYTHONPATH the kohya engine sets
 from safetensors.torch import save_file
@@ -104,8 +105,9 @@ def test_kohya_job_started_from_a_host_python_succeeds(tmp_path, host_python, ti
     (checkout / "library").mkdir(parents=True)
     (checkout / "library" / "__init__.py").write_text("")
     (checkout / "library" / "train_util.py").write_text("")
-    (checkout / "train_network.py").write_text(FAKE_TRAIN_NETWORK, encoding="utf-8")
-    (checkout / "sdxl_train_network.py").write_text("raise SystemExit('not used')\n")
+    (checkout / "train_network.py").write_text(train_network_source(body=FAKE_TRAIN_NETWORK_BODY),
+                                               encoding="utf-8")
+    (checkout / "sdxl_train_network.py").write_text("from train_network import setup_parser\n")
     report = tmp_path / "engine_env.json"
     result = _run_as_host(tmp_path, host_python, tiny_model, "kohya",
                           {"sd_scripts_path": str(checkout), "sd_scripts_python": sys.executable},

@@ -2,9 +2,13 @@
 run with its own Python under `accelerate launch`. Standard library only at import time.
 
 Finding the checkout, first match wins: the sd_scripts_path setting, $LORA_TRAINER_SD_SCRIPTS,
-then beside the web UI (<webui>/../kohya_ss/sd-scripts, <webui>/../sd-scripts) and in the home
-folder (~/kohya_ss/sd-scripts, ~/sd-scripts). A path given explicitly that is not a checkout is
+the install the extension made (sd_scripts_install.py; the sd_scripts_version setting picks the
+release), then beside the web UI (<webui>/../kohya_ss/sd-scripts, <webui>/../sd-scripts) and in the
+home folder (~/kohya_ss/sd-scripts, ~/sd-scripts). A path given explicitly that is not a checkout is
 reported as such, never silently replaced by another one.
+
+Before every launch the run.toml is checked against the checkout's own argument parser
+(sd_scripts_args.py): a key that version would ignore stops the job, named, instead of a silent no-op.
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ class Located:
 
 class KohyaEngine:
     name = "kohya"
-    display_name = "kohya sd-scripts (your checkout)"
+    display_name = "kohya sd-scripts"
 
     def __init__(self, settings: Mapping[str, Any] | None = None):
         self.settings = dict(settings or {})
@@ -132,11 +136,43 @@ class KohyaEngine:
                 where = "the sd-scripts folder setting" if how == "setting" else ENV_SD_SCRIPTS
                 return None, f"{problem}; fix {where} (it must point to a kohya-ss/sd-scripts checkout).", how
             return folder, None, how
+        version = self.managed_version()
+        if version:
+            return self.installer().checkout(version), None, "installed by the extension"
         for folder, how in self.candidate_paths():
             if checkout_problem(folder) is None:
                 return folder, None, how
         looked = ", ".join(str(p) for p, _ in self.candidate_paths())
-        return None, f"no sd-scripts checkout found: {_HOW_TO_SET} (looked in {looked}).", ""
+        return None, (f"no sd-scripts checkout found: install it (Settings > Train LoRA, or python -m "
+                      f"lib_lora_trainer engines install) or {_HOW_TO_SET} (looked in {looked})."), ""
+
+    # --- the install the extension manages ----------------------------------------------
+    def installer(self):
+        """The managed installs, when the settings say where the data dir keeps them."""
+        from .sd_scripts_install import SdScriptsInstaller
+
+        engines_dir = setting(self.settings, "engines_dir")
+        return SdScriptsInstaller(engines_dir, self.settings) if engines_dir else None
+
+    def managed_version(self) -> str | None:
+        """The managed install in use: the sd_scripts_version setting's (only that one), else the
+        default release, else any ready one; None when none is ready."""
+        from .sd_scripts_install import DEFAULT_VERSION
+
+        installer = self.installer()
+        if installer is None:
+            return None
+        chosen = setting(self.settings, "sd_scripts_version")
+        if chosen:
+            return chosen if installer.ready(chosen) else None
+        if installer.ready(DEFAULT_VERSION):
+            return DEFAULT_VERSION
+        return next((s.version for s in installer.states() if installer.ready(s.version)), None)
+
+    def args_cache_dir(self) -> Path:
+        engines_dir = setting(self.settings, "engines_dir")
+        base = Path(engines_dir) if engines_dir else Path(os.path.expanduser("~")) / ".cache" / "lora-trainer"
+        return base / "sd-scripts-args"
 
     def find_python(self, checkout: Path) -> tuple[str | None, str | None]:
         """(interpreter, reason): explicit setting, the checkout's venv, kohya_ss's venv, trainer Python."""
@@ -183,10 +219,50 @@ class KohyaEngine:
         return {"PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
                 "TOKENIZERS_PARALLELISM": "false", "COLUMNS": "200"}
 
+    def launch_env(self, checkout: Path) -> dict[str, str]:
+        """The whole environment sd-scripts runs with (for the questions asked of it)."""
+        return LaunchSpec([], self.env(checkout)).full_env()
+
+    def check_run(self, launch: JobLaunch, found: Located | None = None) -> list[str]:
+        """Adapt run.toml to the checkout's version and refuse keys it would ignore. Returns the
+        notes of what was adapted; raises EngineUnavailable naming the ignored keys. Nothing to
+        check while no checkout is found (the launch says so)."""
+        from lib_lora_trainer import atomic, toml_read
+
+        from .sd_scripts_args import (SdScriptsArgsError, accepted_args, adapt, ignored_keys, ignored_message,
+                                      unchecked_values)
+
+        found = found or self.locate()
+        if found.checkout is None or found.python is None:
+            return []
+        script = script_for(launch.model_type, launch.v_prediction)[0].removesuffix(".py")
+        try:
+            accepted = accepted_args(found.checkout, found.python, script, self.launch_env(found.checkout),
+                                     self.args_cache_dir())
+        except SdScriptsArgsError as exc:
+            raise EngineUnavailable(str(exc)) from None
+        run_toml = Path(launch.run_toml)
+        run = toml_read.loads(run_toml.read_text(encoding="utf-8"))
+        adapted, notes = adapt(run, accepted)
+        if adapted != run:
+            import tomli_w  # the job service's dependency (host_deps), not the engine's
+
+            atomic.write_text(run_toml, tomli_w.dumps(adapted))
+        ignored = ignored_keys(adapted, accepted)
+        if ignored:
+            raise EngineUnavailable(ignored_message(ignored, accepted, checkout_version(found.checkout),
+                                                    found.checkout, run_toml))
+        wrong = unchecked_values(adapted, accepted)
+        if wrong:
+            raise EngineUnavailable(f"{run_toml}: {'; '.join(wrong)}. sd-scripts {checkout_version(found.checkout)} "
+                                    f"takes TOML values unchecked and would misread these: fix them.")
+        return notes
+
     def command(self, launch: JobLaunch) -> LaunchSpec:
         found = self.locate()
         if found.checkout is None or found.python is None:
             raise EngineUnavailable(found.reason)
+        self.check_run(launch, found)
         script, flags = script_for(launch.model_type, launch.v_prediction)
         argv = [found.python, *accelerate_launch_args(launch), str(found.checkout / script), *config_args(launch),
                 *flags]

@@ -31,6 +31,8 @@ class JobService:
         self.jobs_root.mkdir(exist_ok=True)
         self.lora_dir = Path(lora_dir) if lora_dir else self.data_dir / "Lora"
         self.settings = dict(settings or {})
+        # where engines the extension installs live (engines/sd_scripts_install.py)
+        self.settings.setdefault("engines_dir", str(self.data_dir / "engines"))
         self.store = JobStore(self.data_dir / "jobs.sqlite3")
         self.lifecycle = Lifecycle(self.store, self.lora_dir, self.settings, hooks=hooks)
         self.hooks = self.lifecycle.hooks  # jobs/hooks.CompositeHooks: add() more hooks later

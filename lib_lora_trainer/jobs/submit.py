@@ -95,6 +95,8 @@ def prepare_job(job_dir: Path, dataset_src, config, crop: str | None, settings: 
         run = toml_read.loads(run_toml.read_text(encoding="utf-8"))
         run.update(extra)
         atomic.write_text(run_toml, tomli_w.dumps(run))
+    check_run = getattr(engine, "check_run", None)  # kohya: keys this sd-scripts would ignore stop here
+    engine_notes = check_run(launch) if check_run else []
     images = len(prepared.images) - len(held_out)
     return {
         "model_type": info.model_type, "v_prediction": bool(info.v_prediction), "base_model": str(config.base_model),
@@ -104,4 +106,5 @@ def prepare_job(job_dir: Path, dataset_src, config, crop: str | None, settings: 
         "corrections": [c.__dict__ if hasattr(c, "__dict__") else str(c) for c in corrections],
         "config": config.to_dict(), "problems": [p.to_dict() for p in prepared.report.problems],
         "vram": vram_report(config, info.model_type) if cuda else None,
+        "engine_notes": engine_notes,
     }

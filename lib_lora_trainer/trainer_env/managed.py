@@ -92,13 +92,13 @@ class ManagedEnv:
             shutil.rmtree(self.env_dir)
         self.env_dir.parent.mkdir(parents=True, exist_ok=True)
         progress(f"[trainer-env] step 1/3: python -m venv (Python {'.'.join(map(str, plan.base.version))})")
-        _run(plan.venv_argv(), detail, "creating the venv")
+        run_logged(plan.venv_argv(), detail, "creating the venv")
         progress("[trainer-env] step 2/3: " + ("linking the host's torch" if plan.torch_from else "no torch to link"))
         if plan.torch_from:
-            site = _site_packages(plan.python)
+            site = site_packages(plan.python)
             (site / BRIDGE_PTH).write_text(plan.bridge_line() + "\n", encoding="utf-8")
         progress(f"[trainer-env] step 3/3: pip install {' '.join(plan.requirements)} (several minutes on first use)")
-        _run(plan.pip_argv(), detail, "installing the trainer's packages")
+        run_logged(plan.pip_argv(), detail, "installing the trainer's packages")
         stamp = {"key": self.key(), "created_at": time.time(), "base_python": plan.base.python,
                  "torch_from": plan.torch_from, "requirements": list(plan.requirements)}
         tmp = self.stamp_file.with_suffix(".tmp")
@@ -107,22 +107,24 @@ class ManagedEnv:
         progress(f"[trainer-env] ready in {time.time() - started:.0f} s: {plan.python}")
 
 
-def _run(argv: list[str], progress: Progress, what: str) -> None:
+def run_logged(argv: list[str], progress: Progress, what: str, cwd: Path | None = None,
+               prefix: str = "[trainer-env]   ") -> None:
+    """Run a tool, every output line to `progress`; a failure raises with the last lines."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            text=True, errors="replace")
+                            text=True, errors="replace", cwd=None if cwd is None else str(cwd))
     tail: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:
         line = line.rstrip()
         if line:
-            progress(f"[trainer-env]   {line}")
+            progress(f"{prefix}{line}")
             tail = (tail + [line])[-5:]
     if proc.wait() != 0:
         raise TrainerEnvError(f"{what} failed (exit code {proc.returncode}): {' | '.join(tail) or 'no output'}. "
                               f"Command: {' '.join(argv)}")
 
 
-def _site_packages(python: Path) -> Path:
+def site_packages(python: Path) -> Path:
     done = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     if done.returncode != 0:

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from lib_lora_trainer.engines.sd_scripts_install import RELEASES
+
+RELEASE_TAGS = tuple(r.tag for r in RELEASES)
+
 SECTION = ("lora_trainer", "Train LoRA")
 
 
@@ -20,8 +24,17 @@ class Setting(NamedTuple):
 SETTINGS = (
     Setting("lora_trainer_sd_scripts_path", "", "kohya sd-scripts folder (for the kohya engine)",
             "A checkout of kohya-ss/sd-scripts; empty = the LORA_TRAINER_SD_SCRIPTS environment variable."),
+    Setting("lora_trainer_sd_scripts_version", "", "sd-scripts release for the kohya engine (installed by the tab)",
+            "Which release the extension's own sd-scripts install runs; empty = the default (the newest one "
+            "verified by the project), else any installed one. Install releases in the tab (kohya sd-scripts "
+            "engine) or with `python -m lib_lora_trainer engines install`.", ("", *RELEASE_TAGS)),
+    Setting("lora_trainer_sd_scripts_url", "", "sd-scripts git URL for installs",
+            "Where the tab clones sd-scripts from; empty = https://github.com/kohya-ss/sd-scripts.git."),
+    Setting("lora_trainer_sd_scripts_torch", "", "torch for the sd-scripts install (pip arguments)",
+            "e.g. 'torch==2.6.0 torchvision==0.21.0 --index-url https://download.pytorch.org/whl/cu124'; empty = "
+            "reuse the web UI's own torch (nothing to download)."),
     Setting("lora_trainer_default_engine", "builtin", "Default training engine",
-            "builtin: this extension's trainer; kohya: sd-scripts (needs the folder above).", ("builtin", "kohya")),
+            "builtin: this extension's trainer; kohya: sd-scripts (installed by the tab, or the folder above).", ("builtin", "kohya")),
     Setting("lora_trainer_trainer_python", "", "Trainer environment (Python executable)",
             "The python of an environment with torch, diffusers, peft and accelerate (e.g. a kohya_ss venv's "
             "bin/python); empty = the environment the extension creates on first use."),
