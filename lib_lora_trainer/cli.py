@@ -26,6 +26,7 @@ def _trainer_only(sub: argparse._SubParsersAction, name: str, missing: str) -> N
 
 def build_parser() -> argparse.ArgumentParser:
     from lib_lora_trainer.dataset import cli as dataset_cli
+    from lib_lora_trainer.engines import cli as engines_cli
     from lib_lora_trainer.evaluate import cli as evaluate_cli
     from lib_lora_trainer.generation import cli as generation_cli
     from lib_lora_trainer.jobs import cli as jobs_cli
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_cli.add_parsers(sub)
     ui_cli.add_parser(sub)
     evaluate_cli.add_parser(sub)
+    engines_cli.add_parser(sub)
+    importlib.import_module("lib_lora_trainer.lora_file.cli").add_parser(sub)
     return parser
 
 

@@ -443,8 +443,10 @@ def test_run_toml_contents(tmp_path):
 
 
 def test_ratio_warmup_steps_override_sd2_and_unet_only(tmp_path):
+    # Adafactor takes a warmup only with a fixed lr (relative_step off), which the config says itself
     c = cfg(lr_scheduler="cosine", lr_warmup=0.1, max_train_steps=300, train_unet_only=True, text_encoder_lr=1e-5,
-            optimizer="Adafactor")
+            optimizer="Adafactor", optimizer_args={"scale_parameter": False, "relative_step": False,
+                                                   "warmup_init": False})
     run = tomllib.loads(_write(tmp_path, c, "sd2", v_parameterization=True)[0].read_text())
     assert run["lr_warmup_steps"] == 0.1 and type(run["lr_warmup_steps"]) is float
     assert run["max_train_steps"] == 300 and "max_train_epochs" not in run

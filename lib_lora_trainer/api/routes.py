@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, StreamingResponse
 
 from . import actions as A
-from . import docs
+from . import docs, engines_route, reproduce_route
 from .actions import ApiSettings
 from .auth import AuthSetting, BasicAuth
 from .errors import ApiError
@@ -129,6 +129,7 @@ def build_router(service, *, dataset_roots: Sequence[str | os.PathLike], upload_
                 overrides = parse_json_object(form_text(form, "config") or "{}", "config field", field="config")
                 body = {"config": overrides, "preset": form_text(form, "preset"), "crop": form_text(form, "crop")}
                 cfg, crop = A.job_request(body, settings)
+                cfg = reproduce_route.confined_weights(cfg, service, settings)
                 job = await run_in_threadpool(A.submit_upload, service, upload, cfg, crop, settings)
         elif kind in ("", "application/json") or kind.endswith("+json"):
             body = await read_json_object(request)
@@ -138,6 +139,7 @@ def build_router(service, *, dataset_roots: Sequence[str | os.PathLike], upload_
                                fix="send \"dataset\", or upload a .zip as multipart/form-data")
             dataset = resolve_inside(body["dataset"], settings.dataset_roots, "dataset")
             cfg, crop = A.job_request(body, settings)
+            cfg = reproduce_route.confined_weights(cfg, service, settings)
             job = await run_in_threadpool(A.submit, service, dataset, cfg, crop)
         else:
             raise ApiError(415, f"unsupported content type {kind[:80]!r}")
@@ -329,4 +331,6 @@ def build_router(service, *, dataset_roots: Sequence[str | os.PathLike], upload_
             raise ApiError(415, f"unsupported content type {kind[:80]!r}")
         return JSONResponse(report)
 
+    reproduce_route.add_routes(router, service, settings)   # POST /loras/reproduce
+    engines_route.add_routes(router, service)               # GET /engines, POST /engines/kohya/install
     return router

@@ -14,12 +14,14 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ConfigError
 from .training_config import TrainingConfig, check_for_model
 
 __all__ = ["Subset", "run_args", "dataset_config", "optimizer_arg_strings", "ADAFACTOR_FIXED_LR"]
 
-# sd-scripts turns Adafactor's relative_step on unless told otherwise (and then ignores the
-# learning rate); the builtin engine turns it off. Writing these makes both engines agree.
+# Adafactor with a fixed learning rate. Without optimizer_args both engines (sd-scripts' get_optimizer,
+# and the builtin engine after it) turn relative_step on: Adafactor then sets its own step size and the
+# learning rate and lr_scheduler are only logged. Presets that want the fixed lr list these.
 ADAFACTOR_FIXED_LR = {"scale_parameter": False, "relative_step": False, "warmup_init": False}
 
 
@@ -38,11 +40,31 @@ def _literal(value: Any) -> str:
 
 
 def optimizer_arg_strings(cfg: TrainingConfig) -> list[str]:
-    args = dict(cfg.optimizer_args)
+    """The user's optimizer_args, nothing added: both engines then read the same TOML the same way."""
     if cfg.optimizer == "Adafactor":
-        for key, value in ADAFACTOR_FIXED_LR.items():
-            args.setdefault(key, value)
-    return [f"{k}={_literal(v)}" for k, v in args.items()]
+        _check_adafactor(cfg)
+    return [f"{k}={_literal(v)}" for k, v in cfg.optimizer_args.items()]
+
+
+def _adafactor_relative_step(cfg: TrainingConfig) -> bool:
+    """sd-scripts: relative_step defaults to on, and warmup_init turns it back on."""
+    args = cfg.optimizer_args
+    return bool(args.get("relative_step", True)) or bool(args.get("warmup_init", False))
+
+
+def _check_adafactor(cfg: TrainingConfig) -> None:
+    """What sd-scripts would stop on (or crash on) once training starts, said before it does."""
+    fixed = ", ".join(f"{k}={v}" for k, v in ADAFACTOR_FIXED_LR.items())
+    if _adafactor_relative_step(cfg):
+        if cfg.lr_warmup:
+            raise ConfigError("lr_warmup", f"Adafactor without relative_step=False in optimizer_args runs its own "
+                                           f"schedule and takes no warmup (sd-scripts refuses one), got lr_warmup "
+                                           f"{cfg.lr_warmup!r}: set it to 0, or set optimizer_args {fixed} for a "
+                                           f"fixed learning rate.")
+    elif cfg.lr_scheduler == "adafactor":
+        raise ConfigError("lr_scheduler", "lr_scheduler 'adafactor' needs Adafactor's relative_step on, but "
+                                          "optimizer_args turn it off: choose another lr_scheduler (e.g. "
+                                          "'constant_with_warmup').")
 
 
 def _number_text(value: float) -> str:
@@ -86,6 +108,7 @@ def run_args(cfg: TrainingConfig, *, model_type: str, output_dir: str, logging_d
         "network_alpha": cfg.effective_alpha,
         "network_dropout": cfg.network_dropout,
         "network_args": network_args or None,
+        "network_weights": cfg.network_weights,   # continue from a LoRA (sd-scripts loads it after apply_to)
         "network_train_unet_only": cfg.train_unet_only,
         # optimisation
         "learning_rate": cfg.learning_rate,
@@ -109,7 +132,8 @@ def run_args(cfg: TrainingConfig, *, model_type: str, output_dir: str, logging_d
         "torch_compile": cfg.torch_compile,
         "cache_latents": cfg.cache_latents,
         "cache_latents_to_disk": cfg.cache_latents_to_disk,
-        "cache_text_encoder_outputs": cfg.cache_text_encoder_outputs,
+        # only when on: train_network.py (SD1/SD2) has no such option and would ignore it
+        "cache_text_encoder_outputs": cfg.cache_text_encoder_outputs or None,
         "max_data_loader_n_workers": (cfg.max_data_loader_n_workers if cfg.max_data_loader_n_workers is not None
                                       else default_workers()),
         # logs

@@ -147,13 +147,18 @@ class TrainingConfig:
                                            "layers only.", "network", optional=True, minimum=1, maximum=1024)
     conv_alpha: float | None = _f(None, "float", "Alpha for the convolution layers; empty = same as conv_dim.",
                                   "network", optional=True, minimum=0.0, maximum=1024.0, min_exclusive=True)
-    network_dropout: float | None = _f(None, "float", "Dropout on the LoRA's inner activations; empty = off.",
+    network_dropout: float | None = _f(None, "float", "Dropout on each LoRA's down-projection output (sd-scripts' "
+                                                      "neuron dropout; both engines), in training only; empty = off.",
                                        "network", optional=True, minimum=0.0, maximum=1.0)
     train_unet_only: bool = _f(False, "bool", "Train only the U-Net (recommended for SDXL: less memory).",
                                "network")
     clip_skip: int | None = _f(None, "int", "Use the text encoder's N-th layer from the end (2 for anime "
                                             "models); empty = the last.", "network", optional=True,
                                minimum=1, maximum=12)
+    network_weights: str | None = _f(None, "str", "Continue from this LoRA: a kohya-format .safetensors whose "
+                                                  "weights the training starts from (sd-scripts' network_weights); "
+                                                  "its rank must equal network_dim. Empty = start fresh.",
+                                     "network", optional=True)
     # --- memory and speed --------------------------------------------------------------
     mixed_precision: str = _f("bf16", "choice", "Compute precision: bf16 (RTX 30xx and newer), fp16 (older "
                                                 "GPUs) or no (CPU).", "memory", choices=MIXED_PRECISIONS)
@@ -317,6 +322,10 @@ def _cross_check(c: TrainingConfig) -> None:
     if c.conv_alpha is not None and c.conv_dim is None:
         raise ConfigError("conv_alpha", "conv_alpha is set but conv_dim is empty: set conv_dim (e.g. 8) or "
                                         "clear conv_alpha.")
+    if c.network_weights is not None and not c.network_weights.lower().endswith(".safetensors"):
+        raise ConfigError("network_weights", f"network_weights {c.network_weights!r} is not a .safetensors file: "
+                                             "give the path of a kohya-format LoRA (.safetensors), or leave it "
+                                             "empty to start fresh.")
     if c.gpu_ids is not None and c.num_processes > len(c.gpu_ids.split(",")):
         raise ConfigError("num_processes", f"num_processes {c.num_processes} is more than the GPUs in gpu_ids "
                                            f"{c.gpu_ids!r}: list {c.num_processes} GPUs or lower num_processes.")
@@ -340,6 +349,11 @@ def check_for_model(c: TrainingConfig, model_type: str) -> None:
         raise ConfigError("lr_warmup", f"lr_scheduler 'constant' takes no warmup (sd-scripts raises "
                                        f"\"constant does not require num_warmup_steps\"), got lr_warmup "
                                        f"{c.lr_warmup!r}: set it to 0 or use 'constant_with_warmup'.")
+    if c.network_weights is not None:  # the file itself: read (header only) when the job is written
+        from lib_lora_trainer.lora_file.weights_check import network_weights_problem
+        problem = network_weights_problem(c.network_weights, c.network_dim, c.conv_dim, model_type)
+        if problem:
+            raise ConfigError("network_weights", problem)
     if c.cache_text_encoder_outputs:
         if not c.train_unet_only:
             raise ConfigError("cache_text_encoder_outputs", "cache_text_encoder_outputs needs train_unet_only "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import dataset_section, params_section, result_section, train_section
+from . import dataset_section, engine_section, params_section, reproduce_section, result_section, train_section
 
 TITLE = "Train LoRA"
 ELEM_ID = "lora_trainer"
@@ -19,7 +19,9 @@ def build_tab(host, default_preset: str = params_section.DEFAULT_PRESET):
             with gr.Accordion("1. Dataset", open=True, elem_id="lora_trainer_section_dataset"):
                 dataset = dataset_section.build(host, fields)
             with gr.Accordion("2. Model and parameters", open=True, elem_id="lora_trainer_section_params"):
+                reproduce = reproduce_section.build(host)   # fills this form from a LoRA's metadata
                 params = params_section.build(host, fields, default_preset)
+                engine_section.build(host)   # sd-scripts for the kohya engine: state, install
             with gr.Accordion("3. Train", open=True, elem_id="lora_trainer_section_train"):
                 train = train_section.build(host)
             with gr.Accordion("4. Result", open=True, elem_id="lora_trainer_section_result"):
@@ -31,4 +33,5 @@ def build_tab(host, default_preset: str = params_section.DEFAULT_PRESET):
         dataset_section.wire(host, fields, dataset)   # check and prepare read the recipe fields of section 2
         train_section.wire(host, train, result,
                            [dataset["src"], params["checkpoint"], params["preset"], *comps], names)
+        reproduce_section.wire(host, reproduce, fields, params["checkpoint"], dataset["src"])
     return blocks

@@ -18,6 +18,7 @@ from lib_lora_trainer.jobs import states as S
 from . import gradio_compat as compat
 from . import job_view as V
 from .params_section import build_config
+from .reproduce_section import confined_weights
 from .result_section import result_view
 
 
@@ -34,7 +35,7 @@ def start(host, folder: str, checkpoint_title: str, preset_id: str, names: list[
     try:
         folder = confined_folder(host, folder)  # an exposed server trains only from the dataset roots
         base = checkpoint_path(host, checkpoint_title)
-        cfg = build_config(names, values, preset_id, base)
+        cfg = confined_weights(host, build_config(names, values, preset_id, base))   # network_weights
     except (ConfigError, ValueError) as exc:
         return _msg_error(exc), None
     service = host.job_service()
