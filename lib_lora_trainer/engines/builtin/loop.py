@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from contextlib import nullcontext
@@ -27,11 +28,21 @@ def train_loop(t) -> None:
         stop.uninstall()
 
 
+def _no_sync_unless(acc, models: list, sync: bool) -> contextlib.ExitStack:
+    """No gradient all-reduce (data parallel) on the batches that only accumulate."""
+    stack = contextlib.ExitStack()
+    if not sync:
+        for model in models:
+            stack.enter_context(acc.no_sync(model))
+    return stack
+
+
 def _run_epochs(t, stop: StopRequest) -> None:
     a, acc = t.args, t.accelerator
     recorder = logs.LossRecorder()
     bar = logs.progress_bar(t.max_steps, initial=t.global_step, disable=not t.is_main)
     world, rank = acc.num_processes, acc.process_index
+    models = [m for m in (t.unet_forward, *t.te_forward) if m is not None]
     # Images load ahead in threads; the batches are the same whatever the count (tested in data).
     workers = min(a.max_data_loader_n_workers, os.cpu_count() or 1) if not t.latents_cached else 0
     # Resumed from a state saved at the last step: nothing is left to train, only the final save.
@@ -41,14 +52,17 @@ def _run_epochs(t, stop: StopRequest) -> None:
         for batch_index, batch in enumerate(t.data.epoch_batches(epoch, rank=rank, world_size=world, num_workers=workers)):
             if epoch == t.first_epoch and batch_index < t.skip_batches:
                 continue  # resumed: these batches were trained before the stop
-            with acc.accumulate(*[m for m in (t.unet_forward, *t.te_forward) if m is not None]):
+            # An optimizer step every gradient_accumulation_steps batches and on the epoch's last one,
+            # as accelerate does for sd-scripts' DataLoader (ours is not one, so it is said here).
+            sync = (batch_index + 1) % a.gradient_accumulation_steps == 0 or batch_index + 1 == t.batches_per_epoch
+            with _no_sync_unless(acc, models, sync):
                 loss = _step_loss(t, batch)
-                acc.backward(loss)
-                if acc.sync_gradients and a.max_grad_norm:
+                acc.backward(loss)  # divided by gradient_accumulation_steps
+            if sync:
+                if a.max_grad_norm:
                     acc.clip_grad_norm_(t.trainable, a.max_grad_norm)
                 t.optimizer.step()
-                if acc.sync_gradients:
-                    t.lr_scheduler.step()
+                t.lr_scheduler.step()
                 t.optimizer.zero_grad(set_to_none=True)
             value = acc.gather(loss.detach()).mean().item()
             if not math.isfinite(value):
@@ -56,7 +70,7 @@ def _run_epochs(t, stop: StopRequest) -> None:
                 t.fail(f"the loss is NaN at step {t.global_step + 1} (epoch {epoch + 1}); nothing more was saved. "
                        "Lower the learning rate, or use bf16 / fp32 instead of fp16.")
             recorder.add(epoch - t.first_epoch, batch_index, value)
-            if not acc.sync_gradients:
+            if not sync:
                 continue
             t.global_step += 1
             epoch_step = batch_index + 1
