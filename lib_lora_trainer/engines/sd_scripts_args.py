@@ -124,6 +124,8 @@ def unchecked_values(run: Mapping[str, Any], accepted: AcceptedArgs) -> list[str
         elif wanted in ("int", "float") and (isinstance(value, (str, bool)) or
                                              (wanted == "int" and isinstance(value, float))):
             problems.append(f"`{key}` = {value!r} (a number: {wanted})")
+        elif wanted == "str" and spec.get("nargs") is None and not isinstance(value, str):
+            problems.append(f"`{key}` = {value!r} (text: write it in quotes)")  # e.g. resolution = 512
         elif choices and not isinstance(value, (list, dict)) and value not in choices:
             problems.append(f"`{key}` = {value!r} (one of: {', '.join(map(str, choices))})")
     return problems

@@ -355,7 +355,8 @@ class A1111Host:
         scripts_path = _path_opt("lora_trainer_sd_scripts_path")
         if scripts_path:
             out["sd_scripts_path"] = scripts_path
-        out["sd_scripts_version"] = str(self._opt("lora_trainer_sd_scripts_version") or "")
+        version = str(self._opt("lora_trainer_sd_scripts_version") or "")
+        out["sd_scripts_version"] = "" if version == "default" else version
         for key in ("sd_scripts_url", "sd_scripts_torch"):  # what gets cloned and pip-installed: like a path
             value = _path_opt(f"lora_trainer_{key}")
             if value:

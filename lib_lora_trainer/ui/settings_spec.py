@@ -24,10 +24,10 @@ class Setting(NamedTuple):
 SETTINGS = (
     Setting("lora_trainer_sd_scripts_path", "", "kohya sd-scripts folder (for the kohya engine)",
             "A checkout of kohya-ss/sd-scripts; empty = the LORA_TRAINER_SD_SCRIPTS environment variable."),
-    Setting("lora_trainer_sd_scripts_version", "", "sd-scripts release for the kohya engine (installed by the tab)",
-            "Which release the extension's own sd-scripts install runs; empty = the default (the newest one "
-            "verified by the project), else any installed one. Install releases in the tab (kohya sd-scripts "
-            "engine) or with `python -m lib_lora_trainer engines install`.", ("", *RELEASE_TAGS)),
+    Setting("lora_trainer_sd_scripts_version", "default", "sd-scripts release for the kohya engine (installed by "
+            "the tab)", "Which release the extension's own sd-scripts install runs; default = the newest one "
+            "verified by the project if installed, else any installed one. Install releases in the tab (kohya "
+            "sd-scripts engine) or with `python -m lib_lora_trainer engines install`.", ("default", *RELEASE_TAGS)),
     Setting("lora_trainer_sd_scripts_url", "", "sd-scripts git URL for installs",
             "Where the tab clones sd-scripts from; empty = https://github.com/kohya-ss/sd-scripts.git."),
     Setting("lora_trainer_sd_scripts_torch", "", "torch for the sd-scripts install (pip arguments)",
