@@ -66,3 +66,20 @@ def test_the_tab_shows_the_state_of_each_release(tmp_path, monkeypatch):
     assert "not usable" in html and "engines install" in html
     assert "v0.10.1</td><td class='lt-install-not-installed'>not installed" in html
     assert "broken" in html and "git clone failed: &lt;no network&gt;" in html  # escaped
+
+
+def test_the_install_button_answers_with_the_started_install(tmp_path, monkeypatch):
+    """The answer to the click shows 'installing' at once, before the install's own process wrote
+    its first state (found missing in a real A1111: the table still said 'not installed')."""
+    from lib_lora_trainer.ui import engine_section
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    settings = {"engines_dir": str(tmp_path / "engines"), "sd_scripts_url": str(tmp_path / "no-such-repo")}
+    html = engine_section.install(settings, "v0.10.1")
+    assert "v0.10.1</td><td class='lt-install-installing'>installing" in html, html
+    installer = SdScriptsInstaller(settings["engines_dir"])
+    deadline = time.time() + 120
+    while installer.state("v0.10.1").state in ("installing", "not installed"):
+        assert time.time() < deadline, installer.state("v0.10.1")
+        time.sleep(0.3)
+    assert "lt-install-broken" in engine_section.status_html(settings)

@@ -9,7 +9,9 @@ from __future__ import annotations
 from html import escape
 
 
-def status_html(settings: dict) -> str:
+def status_html(settings: dict, started=None) -> str:
+    """`started`: the InstallState start_install just returned; shown until the install's own
+    process has written its first state (a fraction of a second later)."""
     from lib_lora_trainer.engines.kohya import KohyaEngine
     from lib_lora_trainer.engines.sd_scripts_install import RELEASES, SdScriptsInstaller
 
@@ -26,6 +28,8 @@ def status_html(settings: dict) -> str:
     notes = {r.tag: r.note for r in RELEASES}
     if settings.get("engines_dir"):
         for s in SdScriptsInstaller(settings["engines_dir"], settings).states():
+            if started is not None and s.version == started.version and s.state == "not installed":
+                s = started
             detail = {"installing": s.step, "broken": s.reason, "ready": s.commit}.get(s.state) or ""
             detail += f" ({s.warning})" if s.warning and s.state == "ready" else ""
             rows.append(f"<tr><td>{escape(s.version)}</td><td class='lt-install-{s.state.replace(' ', '-')}'>"
@@ -40,10 +44,10 @@ def install(settings: dict, version: str) -> str:
     from lib_lora_trainer.engines.sd_scripts_install import InstallError, start_install
 
     try:
-        start_install(settings["engines_dir"], version, settings)
+        started = start_install(settings["engines_dir"], version, settings)
     except (InstallError, OSError, KeyError) as exc:
         return f"<div class='lt-error'>Could not start the install: {escape(str(exc))}</div>" + status_html(settings)
-    return status_html(settings)
+    return status_html(settings, started)
 
 
 def build(host):

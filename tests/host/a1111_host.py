@@ -31,7 +31,9 @@ from collections import deque
 from pathlib import Path
 from typing import Iterable, Mapping
 
-STARTUP_LINE = re.compile(r"^Startup time: ")
+# At a line's start, or after another thread's unfinished line (the model loads while the UI starts:
+# "Applying attention optimization: InvokeAI... Startup time: 8.6s (...)" was seen).
+STARTUP_LINE = re.compile(r"(?:^|\.\.\. )Startup time: \d")
 # Variables that would change what this A1111 does behind the test's back: A1111 appends
 # COMMANDLINE_ARGS to its argv, and a PYTHONPATH/venv of the calling process is not A1111's.
 DROPPED_ENV = ("COMMANDLINE_ARGS", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "IGNORE_CMD_ARGS_ERRORS",
@@ -131,7 +133,7 @@ class A1111Process:
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 self._tail.append(line)
                 if self.startup_line is None and STARTUP_LINE.search(line):
-                    self.startup_line = line
+                    self.startup_line = line[line.index("Startup time: "):]
                     self.ready_after_s = round(time.monotonic() - self.started_at, 1)
                     self._ready.set()
         self._ready.set()  # the process ended: wake a waiter
