@@ -11,8 +11,12 @@ UI4_VENV ?= .venv-ui4
 UI4_PY := $(UI4_VENV)/bin/python
 UI4_STAMP := $(UI4_VENV)/.installed
 PIP := -m pip install -q --disable-pip-version-check
+# The face-identity tests install dlib the way a user's first test does (pip --target, no network
+# then: from this local wheel folder) and read a real photograph out of scikit-image's wheel.
+FACE_WHEELS := $(VENV)/face-wheels
+FACE_STAMP := $(FACE_WHEELS)/.complete
 
-.PHONY: demo test bench env ui4-env ui4 clean
+.PHONY: demo test bench env ui4-env ui4 face-wheels clean
 
 env: $(STAMP)
 
@@ -38,8 +42,17 @@ $(UI4_STAMP): requirements/ui-gradio4.txt pyproject.toml
 demo: $(STAMP)
 	$(PY) -m lib_lora_trainer demo --out out/demo
 
+face-wheels: $(FACE_STAMP)
+
+$(FACE_STAMP): $(STAMP) lib_lora_trainer/evaluate/face_identity.py
+	$(PY) -m pip wheel -q --disable-pip-version-check --no-deps -w $(FACE_WHEELS) \
+		$$($(PY) -c "from lib_lora_trainer.evaluate.face_identity import PACKAGES; print(' '.join(PACKAGES))")
+	$(PY) -m pip download -q --disable-pip-version-check --no-deps --only-binary :all: -d $(FACE_WHEELS) \
+		scikit-image==0.26.0
+	touch $(FACE_STAMP)
+
 # One command: the whole suite in .venv; the browser test (tests/ui) runs once per UI environment.
-test: $(STAMP) $(UI4_STAMP)
+test: $(STAMP) $(UI4_STAMP) $(FACE_STAMP)
 	$(PY) -m pytest -q
 
 # The standalone tab on gradio 4 (trainer: .venv).

@@ -148,7 +148,7 @@ def assert_error_shape(r, status: int, field=...):
 def test_openapi_builds_with_a_summary_for_every_route(env):
     spec = env.app.openapi()
     ops = [(m, p, op) for p, item in spec["paths"].items() for m, op in item.items()]
-    assert len(ops) == 16  # 10 job/LoRA/preset/check routes + 3 test-report routes + reproduce + 2 engines
+    assert len(ops) == 17  # 10 job/LoRA/preset/check routes + 3 test-report routes + install-recommended + reproduce + 2 engines
     for method, path, op in ops:
         assert op.get("summary"), (method, path)
         assert "401" in op["responses"], (method, path)

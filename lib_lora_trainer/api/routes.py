@@ -275,6 +275,26 @@ def build_router(service, *, dataset_roots: Sequence[str | os.PathLike], upload_
                            fix="take the names from GET /jobs/{id}/test (grids)")
         return FileResponse(path, media_type="text/markdown" if filename.endswith(".md") else "image/png")
 
+    @router.post("/jobs/{job_id}/install-recommended", name="lora_trainer_install_recommended",
+                 summary="Install the checkpoint and weight the job's test recommends",
+                 description="The test ranks every saved checkpoint x weight (README: best checkpoint and weight). "
+                             "This replaces the job's installed LoRA with the recommended checkpoint (same name and "
+                             "sidecar) and makes the recommended weight its preferred weight.",
+                 responses={200: docs.json_response("Installed", {
+                     "installed": "/models/Lora/zyrette.safetensors", "checkpoint": "zyrette-000002.safetensors",
+                     "weight": 0.75, "sentence": "Use zyrette-000002.safetensors at weight 0.75: ..."}),
+                     **docs.errors(401, 404, 409)})
+    async def install_recommended(request: Request, job_id: str):
+        from lib_lora_trainer.evaluate.recommend import RecommendError, install_recommended as install
+
+        job = await run_in_threadpool(A.get_job, service, job_id)
+        try:
+            path, best = await run_in_threadpool(install, job)
+        except RecommendError as exc:
+            raise ApiError(409, str(exc), field="job_id", fix="run the job's test (POST /jobs/{id}/test) first")
+        return JSONResponse({"installed": str(path), "checkpoint": best["checkpoint"], "weight": best["weight"],
+                             "sentence": best["sentence"]})
+
     # ---- LoRAs, presets, datasets ----
     @router.get("/loras", name="lora_trainer_loras", summary="List the LoRAs in the Lora folder",
                 description="Every .safetensors under the Lora folder with its metadata, A1111 sidecar "

@@ -50,6 +50,8 @@ def run_test(args: argparse.Namespace) -> int:
         return 2
     v = result.verdict
     print(f"verdict: {v['label']} - {v['reason']}")
+    if result.ranking.get("sentence"):
+        print(f"recommendation: {result.ranking['sentence']}")
     for label, grid in result.grids.items():
         print(f"grid ({label}): {grid}")
     print(f"preview: {result.preview}\nreport: {md_path}\n        {json_path}")

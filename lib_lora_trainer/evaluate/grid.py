@@ -9,6 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 BG = (250, 250, 250)
 INK = (20, 20, 20)
 MISSING = (225, 225, 225)
+MARK = (0, 170, 60)         # the recommended cell's frame
 
 
 def _font(size: int):
@@ -19,9 +20,10 @@ def _font(size: int):
 
 
 def make_grid(row_labels: list[str], col_labels: list[str], cells: list[list[Image.Image | None]],
-              cell: int = 128, title: str = "", label_width: int = 220) -> Image.Image:
+              cell: int = 128, title: str = "", label_width: int = 220,
+              marked: frozenset[tuple[int, int]] = frozenset()) -> Image.Image:
     """cells[r][c] is a PIL image or None (drawn as a grey 'n/a' box). Small images are scaled up
-    with NEAREST so pixels stay honest."""
+    with NEAREST so pixels stay honest. Cells (r, c) in `marked` get a green frame."""
     if len(cells) != len(row_labels) or any(len(r) != len(col_labels) for r in cells):
         raise ValueError(f"grid shape mismatch: {len(row_labels)} rows x {len(col_labels)} columns expected")
     font, small = _font(14), _font(12)
@@ -47,4 +49,6 @@ def make_grid(row_labels: list[str], col_labels: list[str], cells: list[list[Ima
                 continue
             resample = Image.Resampling.NEAREST if im.width <= cell else Image.Resampling.LANCZOS
             img.paste(im.convert("RGB").resize((cell - 4, cell - 4), resample), (x + 2, y + 2))
+            if (r, c) in marked:
+                d.rectangle([x, y, x + cell - 1, y + cell - 1], outline=MARK, width=4)
     return img

@@ -97,6 +97,11 @@ def _evaluate(subject: Subject, sweeps: set[str], renderer, scorers, seeds: int,
                             default_scorers() if scorers is None else scorers, say=say, progress=progress)
     result = evaluation.run()
     json_path, md_path = write_report(result, subject.out_dir)
+    from .recommend import set_preferred_weight
+
+    weight = set_preferred_weight(subject.target.lora, result.ranking)
+    if weight is not None:
+        say(f"preferred weight of {Path(subject.target.lora).name}: {weight:g} ({result.ranking['sentence']})")
     return result, json_path, md_path
 
 

@@ -12,7 +12,7 @@ from lib_lora_trainer import atomic
 from .run import EvalResult
 
 # Shown first in the tables, in this order, when present.
-HEADLINE = ("concept", "prompt_following", "change_vs_base", "dataset_colour_similarity", "holdout_colour_similarity",
+HEADLINE = ("face_identity", "face_identity_holdout", "face_found", "concept", "prompt_following", "change_vs_base", "dataset_colour_similarity", "holdout_colour_similarity",
             "seed_diversity", "sharpness", "clip_i", "clip_t", "dino")
 
 
@@ -32,6 +32,22 @@ def _table(per_weight: dict) -> list[str]:
     return lines
 
 
+def _ranking(ranking: dict) -> list[str]:
+    if not ranking or not ranking.get("sentence"):
+        return []
+    lines = ["## Which checkpoint and weight", "", ranking["sentence"], ""]
+    if ranking.get("cells"):
+        lines += [f"| checkpoint | weight | {ranking['metric']} | prompt following | seed diversity | usable |",
+                  "|---|---|---|---|---|---|"]
+        for c in ranking["cells"]:
+            follow = "" if c["following"] is None else f"{c['following']:.3f}"
+            diversity = c["scores"].get("seed_diversity")
+            lines.append(f"| {c['checkpoint']} | {c['weight']:g} | {c['fidelity']:.3f} | {follow} | "
+                         f"{'' if diversity is None else f'{diversity:.3f}'} | {'yes' if c['usable'] else c['why_not']} |")
+        lines.append("")
+    return lines
+
+
 def render_markdown(result: EvalResult, out_dir: Path) -> str:
     t = result.target
     v = result.verdict
@@ -41,6 +57,7 @@ def render_markdown(result: EvalResult, out_dir: Path) -> str:
              f"Trigger `{t['trigger']}`; {len(result.plan['prompts'])} prompts x weights {result.plan['weights']}, "
              f"seeds {result.plan['seeds']}, {result.plan['sampler']}, {result.plan['steps']} steps, "
              f"cfg {result.plan['cfg_scale']}; {result.seconds} s.", ""]
+    lines += _ranking(result.ranking)
     if result.identity:
         lines += ["Character read off the dataset: " + ", ".join(f"{k}={val}" for k, val in result.identity.items()), ""]
     for group, title in (("dataset", "Dataset captions"), ("novel", "Novel prompts (not in the dataset)")):
@@ -52,11 +69,16 @@ def render_markdown(result: EvalResult, out_dir: Path) -> str:
         lines += [f"### {label}", "", f"![{label}]({rel})", ""]
     if result.preview:
         lines += [f"Preview written: `{result.preview}`", ""]
+    if result.notes:
+        lines += ["## Scorers", ""] + [f"- {name}: {text}" for name, text in result.notes.items()] + [""]
     if result.skipped_scorers:
         lines += ["## Scores not computed", ""]
         lines += [f"- {name}: {reason}" for name, reason in result.skipped_scorers.items()]
         lines.append("")
     lines += ["## What the scores mean", "",
+              "- face_identity: similarity of the generated faces to the dataset's faces, 1 - distance / 1.2 "
+              "(dlib's face embedding; 0.5 = its same-person threshold); face_identity_holdout: the same against "
+              "the held-out pictures; face_found: share of the pictures with a face.",
               "- concept: probability the demo attribute reader gives to the character's identity "
               "(attributes shared by >= 80% of the dataset), 0..1.",
               "- prompt_following: probability it gives to the other attributes the prompt asks for, 0..1.",

@@ -15,6 +15,7 @@ from lib_lora_trainer import atomic
 from .dataset_pairs import caption_pairs, load_images, spread
 from .grid import make_grid
 from .plan import EvalPlan, novel_prompts
+from .ranking import cells_from_scores, rank
 from .renderer import Renderer
 from .scoring import EvalContext
 from .verdict import Verdict, decide
@@ -41,8 +42,10 @@ class EvalResult:
     scores: list[dict] = field(default_factory=list)        # one row per cell
     summary: dict = field(default_factory=dict)              # group -> weight -> metric -> mean
     verdict: dict = field(default_factory=dict)
+    ranking: dict = field(default_factory=dict)              # ranking.Ranking: checkpoint x weight, best first
     skipped_scorers: dict = field(default_factory=dict)     # name -> reason
     identity: dict = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)                # scorer -> model used, faces found...
     grids: dict = field(default_factory=dict)                # sweep -> png path
     preview: str | None = None
     seconds: float = 0.0
@@ -79,6 +82,7 @@ class Evaluation:
         holdout = [p for p, _ in caption_pairs(target.holdout_dir)] if target.holdout_dir else []
         self.ctx = EvalContext(trigger=target.trigger, dataset_images=load_images([p for p, _ in pairs]),
                                holdout_images=load_images(holdout))
+        self._grid_rows: dict[str, tuple[list, list[str] | None]] = {}
         self.scorers = []
         for s in scorers:
             reason = s.unavailable_reason(self.ctx)
@@ -87,6 +91,7 @@ class Evaluation:
             else:
                 self.scorers.append(s)
         self.result.identity = dict(self.ctx.identity)
+        self.result.notes = dict(self.ctx.notes)
 
     def planned_pictures(self) -> int:
         """How many pictures run() renders in all (what "testing: n/N pictures" counts)."""
@@ -134,6 +139,7 @@ class Evaluation:
             self._checkpoint_sweep()
         if self.plan.second_lora:
             self._combination()
+        self._rank()
         self.result.preview = str(self._write_preview())
         self.result.seconds = round(time.perf_counter() - start, 1)
         self.result.pictures = self.done
@@ -208,10 +214,12 @@ class Evaluation:
 
     # --- outputs ----------------------------------------------------------------------
 
-    def _write_grid(self, label: str, rows, columns: list[str] | None = None):
+    def _write_grid(self, label: str, rows, columns: list[str] | None = None,
+                    marked: frozenset[tuple[int, int]] = frozenset()):
+        self._grid_rows[label] = (rows, columns)
         if columns is None:
             columns = ["dataset"] + [f"w={w}" for w in self.plan.weights]
-        img = make_grid([r for r, _ in rows], columns, [c for _, c in rows],
+        img = make_grid([r for r, _ in rows], columns, [c for _, c in rows], marked=marked,
                         title=f"{self.t.name}: {label} (seed {self.plan.seeds[0]}, {self.plan.sampler}, "
                               f"{self.plan.steps} steps, cfg {self.plan.cfg_scale})")
         path = self.out / f"grid_{label}.png"
@@ -232,9 +240,30 @@ class Evaluation:
         verdict: Verdict = decide(self.result.summary.get("novel", {}), self.result.summary.get("dataset", {}))
         self.result.verdict = vars(verdict)
 
+    def _rank(self):
+        """Rank checkpoint x weight (ranking.py) and frame the recommended cell in its grid."""
+        final = Path(self.t.lora).name
+        ranking = rank(*cells_from_scores(self.result.scores, final))
+        self.result.ranking = vars(ranking)
+        best = ranking.best
+        if not best:
+            return
+        column = self.plan.weights.index(best["weight"]) if best["weight"] in self.plan.weights else None
+        if "checkpoints" in self._grid_rows and column is not None:
+            rows, columns = self._grid_rows["checkpoints"]
+            names = [r for r, _ in rows]
+            if best["checkpoint"] in names:
+                self._write_grid("checkpoints", rows, columns, frozenset({(names.index(best["checkpoint"]), column)}))
+        if best["checkpoint"] == final and column is not None and "weights" in self._grid_rows:
+            rows, columns = self._grid_rows["weights"]
+            self._write_grid("weights", rows, columns, frozenset((r, column + 1) for r in range(len(rows))))
+
     def _preview_weight(self) -> float:
         if self.plan.preview_weight is not None:
             return self.plan.preview_weight
+        best = self.result.ranking.get("best")
+        if best and best["checkpoint"] == Path(self.t.lora).name:
+            return float(best["weight"])
         if self.result.verdict.get("recommended_weight") is not None:
             return float(self.result.verdict["recommended_weight"])
         return self.t.preferred_weight or 1.0

@@ -17,6 +17,7 @@ class EvalContext:
     dataset_images: list[Image.Image]                 # what the LoRA was trained on (or a sample)
     holdout_images: list[Image.Image] = field(default_factory=list)
     identity: dict[str, str] = field(default_factory=dict)  # filled by scorers that can read one
+    notes: dict[str, str] = field(default_factory=dict)     # scorer -> what it used and found (in the report)
     _histograms: dict = field(default_factory=dict, repr=False)
 
     def histogram(self, which: str) -> np.ndarray:
@@ -135,5 +136,6 @@ class DemoWorldScorer:
 
 def default_scorers() -> list:
     from .embedding import EmbeddingScorer
+    from .face_identity import FaceIdentityScorer
 
-    return [ImageStatsScorer(), DemoWorldScorer(), EmbeddingScorer()]
+    return [ImageStatsScorer(), DemoWorldScorer(), FaceIdentityScorer(), EmbeddingScorer()]

@@ -49,6 +49,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     resume = jsub.add_parser("resume")
     resume.add_argument("id")
     resume.add_argument("--wait", action="store_true", help="follow it to the end")
+    best = jsub.add_parser("install-recommended",
+                           help="install the checkpoint the job's test recommends, with its weight as preferred weight")
+    best.add_argument("id")
     j.set_defaults(func=run_jobs)
 
 
@@ -204,6 +207,16 @@ def run_jobs(args) -> int:
             print(f"{job.id}: resumed from {job.resume_from or 'the start'}")
             if args.wait:
                 return _report_end(service.wait(job.id), False)
+            return EXIT_OK
+        if cmd == "install-recommended":
+            from lib_lora_trainer.evaluate.recommend import RecommendError, install_recommended
+
+            try:
+                path, best = install_recommended(job)
+            except RecommendError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"{path}: now {best['checkpoint']}, preferred weight {best['weight']:g}\n{best['sentence']}")
             return EXIT_OK
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
