@@ -68,9 +68,35 @@
         }
     }
 
+    // A weight in the test's ranking table (ui/ranking_table.py) sends its `<lora:name:w>, trigger`;
+    // the line under the Result buttons says what happened (the same words as the Python side's).
+    const SENT_TEXT = {
+        'sent': 'Sent to txt2img: ',
+        'no-txt2img': 'This page has no txt2img prompt to send to (the standalone app has none): copy ',
+    };
+
+    function onRankingClick(event) {
+        // composedPath: the real target also when gradio renders inside a shadow root
+        const path = event.composedPath ? event.composedPath() : [event.target];
+        const button = path.find((el) => el.getAttribute && el.hasAttribute('data-lt-prompt')
+            && el.closest && el.closest('#lora_trainer_ranking'));
+        if (!button) return;
+        event.preventDefault();
+        const prompt = button.getAttribute('data-lt-prompt');
+        const outcome = loraTrainerSendToTxt2img(prompt, '')[1];
+        const message = root().querySelector('#lora_trainer_result_message');
+        if (message) {
+            const p = document.createElement('p');
+            p.className = outcome === 'sent' ? 'lt-note' : 'lt-error';
+            p.textContent = (SENT_TEXT[outcome] || '') + prompt;
+            message.replaceChildren(p);
+        }
+    }
+
     function loraTrainerInit() {
         if (window.loraTrainerTimer) return;
         window.loraTrainerTimer = setInterval(tick, POLL_MS);
+        document.addEventListener('click', onRankingClick, true);
     }
 
     window.loraTrainerSendToTxt2img = loraTrainerSendToTxt2img;

@@ -77,6 +77,29 @@ def test_no_usable_cell_names_the_one_that_follows_best_and_says_what_to_do():
     assert "train fewer steps" in r.sentence
 
 
+def test_a_winner_barely_above_the_model_alone_is_no_recommendation(tmp_path):
+    """Concept 0.63 where the model alone gives 0.56 is noise (a 200-step tiny run's report said
+    "under-trained" while the ranking said "use weight 0.25"): the sentence says train longer, and
+    no preferred weight is written."""
+    from eval_helpers import make_lora
+    from lib_lora_trainer.evaluate.ranking import MIN_LIFT
+    from lib_lora_trainer.evaluate.recommend import set_preferred_weight
+    from lib_lora_trainer.lora_file.sidecar import read_sidecar
+
+    base = {"concept": 0.56, "prompt_following": 0.27}
+    cells = [Cell("z.safetensors", 0, w, {"concept": c, "prompt_following": 0.3}) for w, c in ((0.25, 0.63), (1.0, 0.59))]
+    r = rank(cells, base)
+    assert not r.confident and r.best["weight"] == 0.25
+    assert r.sentence == (f"No clear winner: the best cell (weight 0.25, concept 0.63) is only +0.07 over the model "
+                          f"alone (0.56; needs {MIN_LIFT:+.2f}): train longer or with a higher learning rate.")
+    lora = make_lora(tmp_path / "z.safetensors")
+    assert set_preferred_weight(lora, vars(r)) is None and read_sidecar(lora) is None
+    cells[1].scores["concept"] = 0.56 + MIN_LIFT + 0.01
+    r = rank(cells, base)
+    assert r.confident and r.sentence.startswith("Use weight 1: the highest concept (0.72) of all 2 cells")
+    assert set_preferred_weight(lora, vars(r)) == 1.0 and read_sidecar(lora).preferred_weight == 1.0
+
+
 def test_following_falls_back_to_clip_t_and_fidelity_to_image_similarity():
     base = {"clip_t": 0.30, "dataset_colour_similarity": 0.2}
     cells = table({(2, 0.5): {"clip_t": 0.29, "dataset_colour_similarity": 0.5},

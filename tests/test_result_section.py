@@ -44,11 +44,11 @@ def test_result_follows_the_newest_succeeded_job_not_the_newest_job(tmp_path):
     assert R.result_job(jobs, None) is not None and R.result_job(jobs, None).id == newer.id
     assert R.result_job(jobs, running).id == newer.id           # what the Train section shows after a reload
     assert R.result_job(jobs, older).id == older.id             # a selected succeeded job wins
-    html, prompt, grid, report = R.result_view(failed, jobs)
+    html, prompt, grid, report, _ = R.result_view(failed, jobs)
     assert prompt == "<lora:zyr_b:1>, zyrette" and f'data-job="{newer.id}"' in html
     assert f"job {failed.id} above is failed" in html and "not tested yet" in html
     assert R.result_view(service.get(older.id), jobs)[1] == "<lora:zyr_a:1>, zyrette"
-    assert R.result_view(running, [running, failed]) == (R.EMPTY_HTML, "", None, "")
+    assert R.result_view(running, [running, failed]) == (R.EMPTY_HTML, "", None, "", "")
     assert R.shown_job_id(html) == newer.id and R.shown_job_id(R.EMPTY_HTML) is None
 
 
@@ -86,7 +86,7 @@ def test_test_button_starts_the_hosts_tester_on_the_shown_job(tmp_path):
     shown = R.result_view(job, service.list())
     assert "testing:" in shown[0] or "tested:" in shown[0]
     tester.wait(job.id, timeout=60)
-    html, _, grid, report = R.result_view(job, service.list())
+    html, _, grid, report, _ = R.result_view(job, service.list())
     assert 'data-test-state="done"' in html and "tested: 31 pictures" in html
     assert grid and grid.endswith("grid_weights.png") and "## Grids" in report
     assert "no job with id &#x27;nope&#x27;" in R.start_test(host, '<div data-job="nope">')
@@ -136,3 +136,42 @@ def test_send_script_always_acts_or_says_why_not(tmp_path):
     assert out["sent"] == ["<lora:z:1>, zy", "sent"] and out["again"] == ["<lora:z:1>, zy", "sent"]
     assert out["value"] == "a cat, <lora:z:1>, zy"              # appended once, not on every click
     assert out["calls"] == ["updateInput", "switch", "updateInput", "switch"]
+
+
+def test_ranking_table_sends_installed_cells_and_installs_the_recommended_checkpoint(tmp_path):
+    """The table beside the grid (ui/ranking_table.py) from a test's report.json: cells of the
+    installed file carry their `<lora:name:w>, trigger`; an earlier recommended file is installed
+    by the button, after which its cells are the sendable ones."""
+    import json
+
+    from eval_helpers import make_lora, succeeded_job
+    from lib_lora_trainer.evaluate.ranking import Cell, rank
+    from lib_lora_trainer.hosts.standalone import StandaloneHost
+    from lib_lora_trainer.lora_file.sidecar import read_sidecar
+
+    host = StandaloneHost(data_dir=tmp_path / "data", lora_dir=tmp_path / "Lora")
+    service = host.job_service()
+    job = succeeded_job(service, tmp_path)
+    installed = Path(job.installed_path)
+    early = make_lora(Path(job.job_dir) / "output" / "zyr-000001.safetensors")
+    cells = [Cell(early.name, 0, 1.0, {"concept": 0.8, "prompt_following": 0.8}),
+             Cell(installed.name, 1, 0.5, {"concept": 0.6, "prompt_following": 0.8}),
+             Cell(installed.name, 1, 1.0, {"concept": 0.9, "prompt_following": 0.2})]
+    ranking = vars(rank(cells, {"prompt_following": 0.8}))
+    test_dir = Path(job.job_dir) / "test"
+    test_dir.mkdir()
+    (test_dir / "report.json").write_text(json.dumps({"ranking": ranking}))
+    (test_dir / "grid_weights.png").write_bytes(b"")   # a finished test has its grid
+    html, _, _, _, table = R.result_view(job)
+    assert f'data-best="{early.name}:1"' in table and "is not the installed one" in table
+    assert table.count("data-lt-prompt=") == 2 and 'data-lt-prompt="&lt;lora:zyr:0.5&gt;, zyrette"' in table
+    assert "prompt following 0.20 &lt; 0.8 x 0.80" in table
+
+    message = R.install_recommended(host, html)
+    assert "zyr.safetensors is now zyr-000001.safetensors, preferred weight 1" in message
+    assert installed.read_bytes() == early.read_bytes() and read_sidecar(installed).preferred_weight == 1.0
+    assert host.installed[-1] == str(installed)          # the host's Lora list is refreshed
+    table = R.result_view(service.get(job.id))[4]
+    assert table.count("data-lt-prompt=") == 1 and 'data-lt-prompt="&lt;lora:zyr:1&gt;, zyrette"' in table
+    assert "is not the installed one" not in table
+    assert "Cannot install" in R.install_recommended(host, html.replace(job.id, "nope"))

@@ -122,13 +122,13 @@ def test_result_shows_metadata_sidecar_prompt_and_test_grid(tmp_path):
     installed = install_lora(src, tmp_path / "Lora", "zyr", model_type="sd1", trigger="zyrette",
                              preferred_weight=0.8)
     job = _job(tmp_path, "succeeded", installed_path=str(installed))
-    html, prompt, grid, report = result_view(job)
+    html, prompt, grid, report, _ = result_view(job)
     assert prompt == "<lora:zyr:0.8>, zyrette" and grid is None and report == ""
     assert "ss_network_dim" in html and "zyr.json" in html and f'data-installed="{installed}"' in html
     (tmp_path / "j1" / "test").mkdir()
     (tmp_path / "j1" / "test" / "grid_weights.png").write_bytes(b"png")
     (tmp_path / "j1" / "test" / "report.md").write_text("# Test\n")
-    assert result_view(job)[2:] == (str(tmp_path / "j1" / "test" / "grid_weights.png"), "# Test\n")
+    assert result_view(job)[2:4] == (str(tmp_path / "j1" / "test" / "grid_weights.png"), "# Test\n")
     installed.unlink()
     assert "no longer on disk" in result_view(job)[0]
     assert result_view(_job(tmp_path, "running"))[1] == ""

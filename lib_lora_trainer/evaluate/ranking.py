@@ -13,11 +13,16 @@ The rule (README, "Best checkpoint and weight"):
    that follows the prompt best wins, then the lower weight, then the earlier checkpoint (both
    leave more room for the rest of the prompt and for other LoRAs).
 4. When no cell is usable, the one with the best following wins and the sentence says so.
+5. The winner must beat the model alone (weight 0) by MIN_LIFT in fidelity, else nothing was
+   learned clearly enough to choose by: the table stays, the sentence says "train longer", and no
+   preferred weight is written (`confident` False).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+
+from .verdict import MIN_CONCEPT_LIFT as MIN_LIFT  # the verdict's "under-trained" line, so the two agree
 
 KEEP_FOLLOWING = 0.8
 KEEP_DIVERSITY = 0.35
@@ -48,6 +53,7 @@ class Ranking:
     cells: list[dict] = field(default_factory=list)   # best first
     best: dict | None = None
     sentence: str = ""
+    confident: bool = False         # the best cell clearly beats the model alone (rule 5)
 
 
 def _fidelity(scores: dict[str, float], key: str) -> float | None:
@@ -96,6 +102,11 @@ def rank(cells: list[Cell], base: dict[str, float]) -> Ranking:
             reasons.append(f"seeds collapse ({c.scores['seed_diversity']:.3f} < {KEEP_DIVERSITY:g} x {diversity:.3f})")
         c.usable, c.why_not = not reasons, "; ".join(reasons)
 
+    one_file = len({c.checkpoint for c in cells}) == 1
+
+    def what(c: Cell) -> str:
+        return f"weight {c.weight:g}" if one_file else f"{c.checkpoint} at weight {c.weight:g}"
+
     def tie_order(c: Cell):
         return (-(c.following if c.following is not None else 0.0), c.weight, c.order)
 
@@ -105,7 +116,7 @@ def rank(cells: list[Cell], base: dict[str, float]) -> Ranking:
         near = sorted((c for c in usable if c.fidelity >= top - NEAR), key=tie_order)
         best = near[0]
         rest = sorted((c for c in cells if c is not best), key=lambda c: (not c.usable, -c.fidelity, *tie_order(c)))
-        sentence = (f"Use {best.checkpoint} at weight {best.weight:g}: the highest {words} ({best.fidelity:.2f})"
+        sentence = (f"Use {what(best)}: the highest {words} ({best.fidelity:.2f})"
                     + (f" among {len(usable)} of {len(cells)} cells that keep prompt following and seed diversity"
                        if len(usable) < len(cells) else f" of all {len(cells)} cells")
                     + (f"; of the {len(near)} within {NEAR:g} of the top it follows the prompt best"
@@ -113,10 +124,17 @@ def rank(cells: list[Cell], base: dict[str, float]) -> Ranking:
     else:
         best = sorted(cells, key=lambda c: (*tie_order(c), -c.fidelity))[0]
         rest = sorted((c for c in cells if c is not best), key=lambda c: (-c.fidelity, *tie_order(c)))
-        sentence = (f"No cell keeps the prompt ({best.why_not}); {best.checkpoint} at weight {best.weight:g} "
-                    f"follows it best ({words} {best.fidelity:.2f}): train fewer steps or with a lower learning rate.")
+        sentence = (f"No cell keeps the prompt ({best.why_not}); {what(best)} follows it best "
+                    f"({words} {best.fidelity:.2f}): train fewer steps or with a lower learning rate.")
     ordered = [best, *rest]
-    return Ranking(metric=key, cells=[asdict(c) for c in ordered], best=asdict(best), sentence=sentence)
+    base_fidelity = _fidelity(base, key)
+    confident = base_fidelity is None or best.fidelity - base_fidelity >= MIN_LIFT
+    if not confident:
+        sentence = (f"No clear winner: the best cell ({what(best)}, {words} {best.fidelity:.2f}) is only "
+                    f"{best.fidelity - base_fidelity:+.2f} over the model alone ({base_fidelity:.2f}; needs "
+                    f"{MIN_LIFT:+.2f}): train longer or with a higher learning rate.")
+    return Ranking(metric=key, cells=[asdict(c) for c in ordered], best=asdict(best), sentence=sentence,
+                   confident=confident)
 
 
 def _mean(rows: list[dict]) -> dict[str, float]:

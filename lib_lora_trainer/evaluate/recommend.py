@@ -15,8 +15,20 @@ from lib_lora_trainer.lora_file.sidecar import Sidecar, read_sidecar, write_side
 from .job_eval import REPORT_DIR
 
 
+INSTALLED_CHECKPOINT = "installed_checkpoint.txt"   # in the job folder: which saved file is installed
+
+
 class RecommendError(ValueError):
     pass
+
+
+def installed_checkpoint(job) -> str:
+    """The name (in the test's ranking) of the file now installed: the final LoRA's installed name,
+    or the checkpoint install_recommended put in its place."""
+    try:
+        return (Path(job.job_dir) / INSTALLED_CHECKPOINT).read_text(encoding="utf-8").strip()
+    except OSError:
+        return Path(job.installed_path or "").name
 
 
 def _note(sidecar: Sidecar, line: str) -> None:
@@ -28,7 +40,7 @@ def set_preferred_weight(lora: Path, ranking: dict) -> float | None:
     """When the recommended cell is this file: its weight goes into the sidecar. Returns it."""
     best = (ranking or {}).get("best")
     lora = Path(lora)
-    if not best or best["checkpoint"] != lora.name or not lora.is_file():
+    if not best or not ranking.get("confident") or best["checkpoint"] != lora.name or not lora.is_file():
         return None
     sidecar = read_sidecar(lora) or Sidecar()
     sidecar.preferred_weight = float(best["weight"])
@@ -45,7 +57,7 @@ def recommended_for_job(job) -> dict:
         raise RecommendError(f"job {job.id} has no test report: run its test first (sweep checkpoints "
                              "compares every saved file)") from None
     best = (report.get("ranking") or {}).get("best")
-    if not best:
+    if not best or not report["ranking"].get("confident"):
         raise RecommendError(f"job {job.id}'s test recommends nothing: "
                              f"{(report.get('ranking') or {}).get('sentence') or 'it ran before rankings existed'}")
     return {**best, "sentence": report["ranking"]["sentence"]}
@@ -68,6 +80,7 @@ def install_recommended(job) -> tuple[Path, dict]:
             raise RecommendError(f"the recommended checkpoint {src} is gone; test the job again")
         with atomic.atomic_path(installed) as tmp:
             shutil.copyfile(src, tmp)
+    atomic.write_text(Path(job.job_dir) / INSTALLED_CHECKPOINT, best["checkpoint"])
     sidecar = read_sidecar(installed) or Sidecar()
     sidecar.preferred_weight = float(best["weight"])
     _note(sidecar, f"{best['checkpoint']} installed as {installed.name}. {best['sentence']}")

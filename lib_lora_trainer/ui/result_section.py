@@ -63,29 +63,29 @@ def _test_line(job) -> str:
             f'data-test-done="{status.done}" data-test-total="{status.total}">{escape(text)}</p>')
 
 
-def result_view(job, jobs=None) -> tuple[str, str, str | None, str]:
-    """(html, prompt, grid image path, report markdown). `job`: the selected (or shown) job; with
-    `jobs` (all of them), a job that has no LoRA gives way to the newest succeeded one."""
+def result_view(job, jobs=None) -> tuple[str, str, str | None, str, str]:
+    """(html, prompt, grid image path, report markdown, ranking html). `job`: the selected (or
+    shown) job; with `jobs` (all of them), a job that has no LoRA gives way to the newest succeeded one."""
     if jobs is not None:
         shown = result_job(jobs, job)
         if shown is None:
-            return EMPTY_HTML, "", None, ""
+            return EMPTY_HTML, "", None, "", ""
         note = (f'<p class="lt-note">Showing the newest finished LoRA (job {escape(shown.id)}); job '
                 f'{escape(job.id)} above is {escape(job.state)}.</p>' if job is not None and shown is not job else "")
-        html, prompt, grid, report = result_view(shown)
-        return note + html, prompt, grid, report
+        html, prompt, grid, report, ranking = result_view(shown)
+        return note + html, prompt, grid, report, ranking
     if not _has_lora(job):
-        return EMPTY_HTML, "", None, ""
+        return EMPTY_HTML, "", None, "", ""
     from lib_lora_trainer.lora_file.sidecar import read_lora_details
 
     path = Path(job.installed_path)
     if not path.is_file():
         return (f'<p class="lt-error">The LoRA {escape(str(path))} is no longer on disk (moved or deleted).</p>',
-                "", None, "")
+                "", None, "", "")
     try:
         details = read_lora_details(path)
     except Exception as exc:  # a damaged file: say so rather than break the tab
-        return f'<p class="lt-error">Cannot read {escape(str(path))}: {escape(str(exc))}</p>', "", None, ""
+        return f'<p class="lt-error">Cannot read {escape(str(path))}: {escape(str(exc))}</p>', "", None, "", ""
     rows = [("Job", f"{job.id} {job.name}"), ("File", str(path)), ("Size", f"{details.size_bytes / 1e6:.2f} MB"),
             ("SD version", details.sd_version)]
     rows += [(k, str(details.metadata[k])) for k in SHOWN_METADATA if k in details.metadata]
@@ -100,7 +100,9 @@ def result_view(job, jobs=None) -> tuple[str, str, str | None, str]:
     html = (f'<div class="lt-result" data-installed="{escape(str(path))}" data-job="{escape(job.id)}">'
             f'<h4>{escape(details.name)}</h4>{_test_line(job)}<table>{body}</table></div>')
     grid, report = test_outputs(job)
-    return html, details.prompt(), grid, report
+    from .ranking_table import ranking_html
+
+    return html, details.prompt(), grid, report, (ranking_html(job, details) if grid else "")
 
 
 # ---- actions ----------------------------------------------------------------------------------
@@ -132,6 +134,23 @@ def start_test(host, html: str | None) -> str:
         return f'<p class="lt-error">{escape(status.text)}</p>'
     return (f'<p class="lt-note">Testing job {escape(job_id)}: {escape(status.text)}. The grid and the scores '
             f'appear below when it is done.</p>')
+
+
+def install_recommended(host, html: str | None) -> str:
+    """The "Install the recommended checkpoint" button: the shown job's test recommends a file and
+    a weight; that file replaces the installed LoRA (same name), the weight becomes its preferred one."""
+    from lib_lora_trainer.evaluate.recommend import RecommendError, install_recommended as install
+
+    job_id = shown_job_id(html)
+    if not job_id:
+        return f'<p class="lt-error">{escape(NO_RESULT)}</p>'
+    try:
+        path, best = install(host.job_service().get(job_id))
+    except (KeyError, RecommendError) as exc:
+        return f'<p class="lt-error">Cannot install: {escape(str(exc.args[0] if exc.args else exc))}</p>'
+    host.after_install(str(path))
+    return (f'<p class="lt-note">{escape(path.name)} is now {escape(best["checkpoint"])}, preferred weight '
+            f'{best["weight"]:g}.</p>')
 
 
 # What the browser side (javascript/lora_trainer.js, loraTrainerSendToTxt2img) reports back.
@@ -169,12 +188,17 @@ def build(host) -> dict:
     outcome = gr.Textbox(visible=False, elem_id="lora_trainer_send_outcome")
     message = gr.HTML(elem_id="lora_trainer_result_message")
     with gr.Accordion("Test grid", open=True, elem_id="lora_trainer_test_grid"):
-        grid = gr.Image(label="LoRA weight x prompt", type="filepath", interactive=False,
-                        elem_id="lora_trainer_grid")
+        with gr.Row():
+            grid = gr.Image(label="LoRA weight x prompt", type="filepath", interactive=False,
+                            elem_id="lora_trainer_grid", scale=3)
+            with gr.Column(scale=2):
+                ranking = gr.HTML(elem_id="lora_trainer_ranking")
+                install = gr.Button("Install the recommended checkpoint", elem_id="lora_trainer_install_recommended")
         report = gr.Markdown(elem_id="lora_trainer_test_report")
     # javascript/lora_trainer.js puts the prompt into A1111's txt2img prompt and switches tabs; it
     # returns (prompt, outcome) for these inputs, and send_message says what happened.
     send.click(send_message, [prompt, outcome], [message], **compat.js("loraTrainerSendToTxt2img"))
     test.click(lambda shown: start_test(host, shown), [html], [message])
-    return {"html": html, "prompt": prompt, "grid": grid, "report": report, "send": send, "test": test,
-            "message": message}
+    install.click(lambda shown: install_recommended(host, shown), [html], [message])
+    return {"html": html, "prompt": prompt, "grid": grid, "report": report, "ranking": ranking, "send": send,
+            "test": test, "install": install, "message": message}

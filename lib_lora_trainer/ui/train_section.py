@@ -98,7 +98,7 @@ def view(host, selected: str | None, notify=None) -> dict:
     job = V.pick_job(jobs, selected)
     if notify:
         notify(job)
-    html, prompt, grid, report = result_view(job, jobs)  # a newer running/failed job never hides a LoRA
+    html, prompt, grid, report, ranking = result_view(job, jobs)  # a newer running/failed job never hides a LoRA
     return {
         "choices": [V.job_label(j) for j in reversed(jobs)],
         "selected": V.job_label(job) if job else None,
@@ -108,7 +108,7 @@ def view(host, selected: str | None, notify=None) -> dict:
         "log": V.log_tail(job),
         "queue": V.queue_html(jobs, job.id if job else None),
         "samples": V.sample_images(job),
-        "result": html, "prompt": prompt, "grid": grid, "report": report,
+        "result": html, "prompt": prompt, "grid": grid, "report": report, "ranking": ranking,
     }
 
 
@@ -158,10 +158,11 @@ def wire(host, parts: dict, result: dict, start_inputs: list, names: list[str]) 
         samples = v["samples"] if changed("samples", v["samples"]) else gr.update()
         grid = v["grid"] if changed("grid", v["grid"]) else gr.update()
         return [choices, v["progress"], v["loss"], v["banner"], v["log"], v["queue"], samples,
-                v["result"], v["prompt"], grid, v["report"], memo]
+                v["result"], v["prompt"], grid, v["report"], v["ranking"], memo]
 
     outputs = [parts["job"], parts["progress"], parts["loss"], parts["banner"], parts["log"], parts["queue"],
-               parts["samples"], result["html"], result["prompt"], result["grid"], result["report"], sigs]
+               parts["samples"], result["html"], result["prompt"], result["grid"], result["report"], result["ranking"],
+               sigs]
     parts["refresh"].click(on_refresh, [parts["job"], sigs], outputs, show_progress=compat.HIDDEN)
     parts["job"].select(on_refresh, [parts["job"], sigs], outputs, show_progress=compat.HIDDEN)
 

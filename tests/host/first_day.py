@@ -260,6 +260,16 @@ def first_day(page, host, *, name, engine, checkpoint, preset, fields, steps_min
         timings["auto_test_s"] = round(time.time() - t_test + (t_test - t_start - timings["train_s"]), 1)
         assert Path(str(lora).replace(".safetensors", ".preview.png")).is_file()
         shoot(page, f"{tag}-07-grid", ui)
+        # Beside the grid, the ranking: a weight click puts that `<lora:name:w>, trigger` into txt2img.
+        page.wait_for_selector("#lora_trainer_ranking .lt-ranking", timeout=60_000)
+        timings["ranking"] = page.inner_text("#lora_trainer_ranking b")
+        cell = page.locator("#lora_trainer_ranking [data-lt-prompt]").first
+        sent = cell.get_attribute("data-lt-prompt")
+        cell.click()
+        page.wait_for_function("(text) => document.querySelector('#txt2img_prompt textarea').value.includes(text)",
+                               arg=sent, timeout=30_000)
+        assert page.locator("#txt2img_prompt textarea").is_visible()      # it switched to txt2img
+        timings["ranking_sent"] = sent
         # The card now has the test's preview picture (after a refresh of the Lora list).
         page.locator(ui.top_tabs, has_text="txt2img").first.click()
         page.locator(ui.extra_tabs, has_text="Lora").first.click()

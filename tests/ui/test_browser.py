@@ -141,6 +141,13 @@ def test_a_training_day_in_the_browser(browser, ui_server, shoot, tmp_path):
     # Test this LoRA from the Result section: progress, then the grid.
     page.click("#lora_trainer_test_start")
     wait_for_picture(page, "#lora_trainer_grid img", timeout=300_000)
+    # beside the grid: which weight to use, and a weight click sends its tag (no txt2img standalone)
+    page.wait_for_selector("#lora_trainer_ranking .lt-ranking", timeout=60_000)
+    assert page.inner_text("#lora_trainer_ranking b").startswith(("Use ", "No cell keeps the prompt", "No clear winner"))
+    best = page.get_attribute("#lora_trainer_ranking .lt-ranking", "data-best")
+    page.locator("#lora_trainer_ranking [data-lt-prompt]").first.click()
+    page.wait_for_selector(f"#lora_trainer_result_message :text('copy <lora:{NAME}:')", timeout=10_000)
     shoot(page, "09-tested")
+    assert best.startswith(f"{NAME}.safetensors:")
     assert not errors, errors
     print(f"browser flow ({ui_server['name']}): {time.time() - started:.1f} s, stopped at step {stopped_at}")
