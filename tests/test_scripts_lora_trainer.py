@@ -127,7 +127,7 @@ def test_script_registers_the_settings_section(monkeypatch, tmp_path):
     assert set(infos) == {"lora_trainer_sd_scripts_path", "lora_trainer_default_engine",
                           "lora_trainer_trainer_python", "lora_trainer_lora_dir", "lora_trainer_free_model",
                           "lora_trainer_sd_scripts_version", "lora_trainer_sd_scripts_url",
-                          "lora_trainer_sd_scripts_torch"}
+                          "lora_trainer_sd_scripts_torch", "lora_trainer_scorer_downloads"}
     assert all(i.section == ("lora_trainer", "Train LoRA") and i.help for i in infos.values())
     assert infos["lora_trainer_default_engine"].component_args == {"choices": ["builtin", "kohya"]}
     assert infos["lora_trainer_sd_scripts_version"].component_args == {"choices": ["default", "v0.10.1", "v0.11.1"]}

@@ -82,8 +82,12 @@ def start_test(job, data_dir: Path, sweep: str = "weights", python: str | None =
     folder = job_dir / REPORT_DIR
     if test_state(job_dir) == "running":
         return None
+    from .scorer_weights import downloads_allowed
+
     prefix = (python,) if python else test_interpreter(settings)
     reset(folder)
+    if downloads_allowed(dict(settings or {})):   # the user agreed to the scorer download (a setting)
+        extra_args = (*extra_args, "--allow-downloads")
     argv = test_command(prefix, job, data_dir, sweep, extra_args)
     with open(job_dir / LOG, "ab") as log:
         log.write(f"[lora-trainer] test: {' '.join(argv)}\n".encode())

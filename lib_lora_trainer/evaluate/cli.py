@@ -22,7 +22,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cfg", type=float, default=7.0)
     p.add_argument("--sampler", default="Euler a")
     p.add_argument("--data-dir", type=Path, help="job service data folder (default: the extension's)")
+    p.add_argument("--allow-downloads", action="store_true",
+                   help="CLIP-I/CLIP-T/DINO: download the weights if missing (once; see `scorers status`)")
     p.set_defaults(func=run_test)
+
+    w = sub.add_parser("scorers", help="the CLIP / DINOv2 weights of the test's CLIP-I, CLIP-T and DINO scores")
+    w.add_argument("action", choices=("status", "download"))
+    w.add_argument("which", nargs="?", default="all", choices=("all", "clip", "dino"))
+    w.set_defaults(func=run_scorers)
+
+
+def run_scorers(args: argparse.Namespace) -> int:
+    """status: what is where, what a download would fetch and how big; download: fetch it now."""
+    from .scorer_weights import MODELS, download, downloads_allowed, has_weights, model_dir
+
+    kinds = list(MODELS) if args.which == "all" else [args.which]
+    failed = 0
+    for kind in kinds:
+        model, folder = MODELS[kind], model_dir(kind)
+        if has_weights(folder):
+            print(f"{kind}: ready in {folder}")
+        elif args.action == "status":
+            print(f"{kind}: missing in {folder}; `scorers download {kind}` fetches {model.describe()} from "
+                  f"the Hugging Face hub (the LoRA test downloads it by itself: {'yes' if downloads_allowed() else 'no'}; "
+                  "yes with LORA_TRAINER_SCORER_DOWNLOADS=1 or the tab's setting)")
+        else:
+            try:
+                download(model, folder)
+            except OSError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                failed += 1
+    return 1 if failed else 0
 
 
 def run_test(args: argparse.Namespace) -> int:
@@ -44,7 +74,11 @@ def run_test(args: argparse.Namespace) -> int:
             if not args.second_lora:
                 raise PlanError("second_lora", "--sweep combine needs --second-lora FILE")
             overrides["second_lora"] = args.second_lora
-        result, json_path, md_path = evaluate_subject(subject, sweeps, seeds=args.seeds, **overrides)
+        from .scorer_weights import downloads_allowed
+
+        result, json_path, md_path = evaluate_subject(subject, sweeps, seeds=args.seeds,
+                                                      allow_downloads=args.allow_downloads or downloads_allowed(),
+                                                      **overrides)
     except (PlanError, ModelError, KeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,28 +1,21 @@
-"""CLIP-I, CLIP-T and DINO scores, when their weights are on this disk.
-
-Nothing is downloaded here: the scorer looks for a transformers CLIPModel folder and a DINOv2
-folder (LORA_TRAINER_CLIP_DIR / LORA_TRAINER_DINO_DIR, else <data dir>/scorers/clip and
-/dino). Missing weights make the scorer unavailable with a reason, never a failure.
+"""CLIP-I, CLIP-T and DINO scores. The weights are looked for in local folders and, when the user
+allowed it, downloaded there on first use (scorer_weights.py). Missing weights make the scorer
+unavailable with a reason, never a failure.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
-
-def _default_dir(kind: str) -> Path:
-    from lib_lora_trainer.paths import data_dir
-
-    env = os.environ.get(f"LORA_TRAINER_{kind.upper()}_DIR")
-    return Path(env) if env else data_dir() / "scorers" / kind
+from .scorer_weights import ensure, has_weights, model_dir
 
 
-def _has_weights(folder: Path) -> bool:
-    weights = any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
-    return (folder / "config.json").is_file() and weights
+def _features(out) -> torch.Tensor:
+    """get_image/text_features: a tensor in transformers 4 (A1111's 4.30), an output whose
+    pooler_output holds the projected features in transformers 5 (the trainer environment)."""
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
 def _cosine_mean(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -34,21 +27,25 @@ def _cosine_mean(a: torch.Tensor, b: torch.Tensor) -> float:
 class EmbeddingScorer:
     name = "embeddings"
 
-    def __init__(self, clip_dir: Path | None = None, dino_dir: Path | None = None):
-        self.clip_dir = Path(clip_dir) if clip_dir else _default_dir("clip")
-        self.dino_dir = Path(dino_dir) if dino_dir else _default_dir("dino")
+    def __init__(self, clip_dir: Path | None = None, dino_dir: Path | None = None, allow_download: bool = False,
+                 say=print):
+        self.clip_dir = Path(clip_dir) if clip_dir else model_dir("clip")
+        self.dino_dir = Path(dino_dir) if dino_dir else model_dir("dino")
+        self.allow_download, self.say = allow_download, say
         self._clip = self._dino = None
         self._dataset_cache: dict[str, torch.Tensor] = {}
 
     def unavailable_reason(self, ctx):
-        if _has_weights(self.clip_dir) or _has_weights(self.dino_dir):
+        reasons = [r for r in (ensure("clip", self.clip_dir, self.allow_download, self.say),
+                               ensure("dino", self.dino_dir, self.allow_download, self.say)) if r]
+        if len(reasons) < 2:
+            if reasons:
+                ctx.notes["embeddings"] = f"partly skipped: {reasons[0]}"
             return None
-        return (f"CLIP-I/CLIP-T/DINO skipped: no weights in {self.clip_dir} or {self.dino_dir} "
-                "(put a transformers CLIPModel / Dinov2Model folder there, or set LORA_TRAINER_CLIP_DIR / "
-                "LORA_TRAINER_DINO_DIR)")
+        return "CLIP-I/CLIP-T/DINO skipped: " + "; ".join(reasons)
 
     def _load_clip(self):
-        if self._clip is None and _has_weights(self.clip_dir):
+        if self._clip is None and has_weights(self.clip_dir):
             from transformers import CLIPModel, CLIPProcessor
 
             model = CLIPModel.from_pretrained(str(self.clip_dir), local_files_only=True).eval()
@@ -56,7 +53,7 @@ class EmbeddingScorer:
         return self._clip
 
     def _load_dino(self):
-        if self._dino is None and _has_weights(self.dino_dir):
+        if self._dino is None and has_weights(self.dino_dir):
             from transformers import AutoImageProcessor, AutoModel
 
             model = AutoModel.from_pretrained(str(self.dino_dir), local_files_only=True).eval()
@@ -67,7 +64,7 @@ class EmbeddingScorer:
     def _clip_images(self, images):
         model, proc = self._load_clip()
         pixels = proc(images=[im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"]
-        return model.get_image_features(pixel_values=pixels)
+        return _features(model.get_image_features(pixel_values=pixels))
 
     @torch.no_grad()
     def _dino_images(self, images):
@@ -90,7 +87,7 @@ class EmbeddingScorer:
             model, proc = self._clip
             text = prompt.replace(ctx.trigger, "").strip(" ,") or prompt
             tokens = proc(text=[text], return_tensors="pt", padding=True, truncation=True)
-            out["clip_t"] = _cosine_mean(feats, model.get_text_features(input_ids=tokens["input_ids"]))
+            out["clip_t"] = _cosine_mean(feats, _features(model.get_text_features(input_ids=tokens["input_ids"])))
         if self._load_dino() is not None and ctx.dataset_images:
             out["dino"] = _cosine_mean(self._dino_images(images), self._dataset("dino", ctx, self._dino_images))
         return out

@@ -62,7 +62,7 @@ def subject_for_file(lora: Path, model: Path | None, trigger: str | None, datase
 
 
 def evaluate_subject(subject: Subject, sweeps: set[str], renderer=None, scorers=None, seeds: int = 4,
-                     say=print, progress=None, **plan_overrides):
+                     say=print, progress=None, allow_downloads: bool = False, **plan_overrides):
     """Run the test and write its report into subject.out_dir; its progress (pictures done / in all)
     and, on failure, the error go to `running.json` there (evaluate/progress.py) unless `progress`
     is given."""
@@ -70,6 +70,10 @@ def evaluate_subject(subject: Subject, sweeps: set[str], renderer=None, scorers=
 
     tracker = ProgressFile(subject.out_dir) if progress is None else progress
     try:
+        if scorers is None:
+            from .scoring import default_scorers
+
+            scorers = default_scorers(allow_downloads, say)
         return _evaluate(subject, sweeps, renderer, scorers, seeds, say, tracker, plan_overrides)
     except BaseException as exc:
         if hasattr(tracker, "fail"):

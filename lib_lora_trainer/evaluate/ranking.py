@@ -130,8 +130,9 @@ def rank(cells: list[Cell], base: dict[str, float]) -> Ranking:
     base_fidelity = _fidelity(base, key)
     confident = base_fidelity is None or best.fidelity - base_fidelity >= MIN_LIFT
     if not confident:
+        lift = round(best.fidelity - base_fidelity, 2) + 0.0    # + 0.0: never "-0.00"
         sentence = (f"No clear winner: the best cell ({what(best)}, {words} {best.fidelity:.2f}) is only "
-                    f"{best.fidelity - base_fidelity:+.2f} over the model alone ({base_fidelity:.2f}; needs "
+                    f"{lift:+.2f} over the model alone ({base_fidelity:.2f}; needs "
                     f"{MIN_LIFT:+.2f}): train longer or with a higher learning rate.")
     return Ranking(metric=key, cells=[asdict(c) for c in ordered], best=asdict(best), sentence=sentence,
                    confident=confident)

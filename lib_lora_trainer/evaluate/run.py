@@ -246,7 +246,7 @@ class Evaluation:
         ranking = rank(*cells_from_scores(self.result.scores, final))
         self.result.ranking = vars(ranking)
         best = ranking.best
-        if not best:
+        if not best or not ranking.confident:   # no frame on a cell that is no recommendation
             return
         column = self.plan.weights.index(best["weight"]) if best["weight"] in self.plan.weights else None
         if "checkpoints" in self._grid_rows and column is not None:
@@ -262,7 +262,7 @@ class Evaluation:
         if self.plan.preview_weight is not None:
             return self.plan.preview_weight
         best = self.result.ranking.get("best")
-        if best and best["checkpoint"] == Path(self.t.lora).name:
+        if best and self.result.ranking.get("confident") and best["checkpoint"] == Path(self.t.lora).name:
             return float(best["weight"])
         if self.result.verdict.get("recommended_weight") is not None:
             return float(self.result.verdict["recommended_weight"])

@@ -134,8 +134,10 @@ class DemoWorldScorer:
         return out
 
 
-def default_scorers() -> list:
+def default_scorers(allow_downloads: bool = False, say=print) -> list:
+    """`allow_downloads`: the user agreed to the CLIP / DINOv2 download (scorer_weights.py)."""
     from .embedding import EmbeddingScorer
     from .face_identity import FaceIdentityScorer
 
-    return [ImageStatsScorer(), DemoWorldScorer(), FaceIdentityScorer(), EmbeddingScorer()]
+    return [ImageStatsScorer(), DemoWorldScorer(), FaceIdentityScorer(say=say),
+            EmbeddingScorer(allow_download=allow_downloads, say=say)]

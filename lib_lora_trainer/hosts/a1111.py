@@ -268,7 +268,8 @@ def job_service():
 
         # Order matters: the VRAM hand-off brings A1111's model back before the test generates with it.
         _service = JobService(data_dir(), lora_dir(), settings=trainer_settings(),
-                              hooks=[vram_handoff_hooks(), A1111AutoTest()])
+                              hooks=[vram_handoff_hooks(),
+                                     A1111AutoTest(allow_downloads=lambda: _opt("lora_trainer_scorer_downloads", False))])
         _service.start_background()
     return _service
 
@@ -357,6 +358,7 @@ class A1111Host:
             out["sd_scripts_path"] = scripts_path
         version = str(self._opt("lora_trainer_sd_scripts_version") or "")
         out["sd_scripts_version"] = "" if version == "default" else version
+        out["scorer_downloads"] = bool(self._opt("lora_trainer_scorer_downloads"))
         for key in ("sd_scripts_url", "sd_scripts_torch"):  # what gets cloned and pip-installed: like a path
             value = _path_opt(f"lora_trainer_{key}")
             if value:

@@ -77,8 +77,9 @@ class A1111AutoTest:
     A1111's model is back first). Its progress and errors are in `<job>/test/` like the subprocess
     tester's (evaluate/progress.py), its log lines in `<job>/test.log` and A1111's console."""
 
-    def __init__(self, renderer: A1111Renderer | None = None, **evaluate_kwargs):
+    def __init__(self, renderer: A1111Renderer | None = None, allow_downloads=lambda: False, **evaluate_kwargs):
         self.renderer = renderer or A1111Renderer()
+        self.allow_downloads = allow_downloads    # asked at each test: the user may turn the setting on
         self.evaluate_kwargs = evaluate_kwargs   # e.g. seeds=, steps= (tests)
         self._lock = threading.Lock()
         self._running: dict[str, threading.Thread] = {}
@@ -139,8 +140,9 @@ class A1111AutoTest:
 
         try:
             say(f"[lora-trainer] testing job {job.id} with A1111's txt2img ({', '.join(sorted(sweeps))})")
+            kwargs = {"allow_downloads": bool(self.allow_downloads()), **self.evaluate_kwargs}
             result, _, md_path = evaluate_subject(subject_for_job(job), sweeps, renderer=self.renderer, say=say,
-                                                  **self.evaluate_kwargs)
+                                                  **kwargs)
             say(f"[lora-trainer] test done in {result.seconds} s ({result.pictures} pictures): {md_path}")
         except BaseException as exc:  # a failed test must never take the web UI down; the job stays succeeded
             # evaluate_subject wrote the error into running.json; one written here covers what came before it

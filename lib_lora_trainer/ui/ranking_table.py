@@ -41,7 +41,8 @@ def ranking_html(job, details) -> str:
                       f'title="Send {escape(prompt)} to txt2img">{c["weight"]:g}</button>')
         else:
             weight = f'<span title="not the installed file">{c["weight"]:g}</span>'
-        css = " class='lt-rank-best'" if i == 0 else ("" if c["usable"] else " class='lt-rank-unusable'")
+        css = (" class='lt-rank-best'" if i == 0 and ranking.get("confident")
+               else "" if c["usable"] else " class='lt-rank-unusable'")
         rows.append(f"<tr{css}><td>{escape(c['checkpoint'])}</td><td>{weight}</td><td>{c['fidelity']:.2f}</td>"
                     f"<td>{follow}</td><td>{'yes' if c['usable'] else escape(c['why_not'])}</td></tr>")
     best = ranking["best"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from lib_lora_trainer.engines.sd_scripts_install import RELEASES
+from lib_lora_trainer.evaluate.scorer_weights import CONSENT_TEXT
 
 RELEASE_TAGS = tuple(r.tag for r in RELEASES)
 
@@ -43,6 +44,9 @@ SETTINGS = (
     Setting("lora_trainer_free_model", True, "Move A1111's model out of VRAM while training",
             "Unloads the checkpoint to RAM while a job trains on its GPU and loads it back afterwards; off = "
             "keep it loaded (needs VRAM for both; txt2img keeps working)."),
+    Setting("lora_trainer_scorer_downloads", False, "Download the test's CLIP and DINOv2 weights (CLIP-I, CLIP-T, "
+            "DINO scores)", "On: the LoRA test " + CONSENT_TEXT + ". Off: those scores run only from local "
+            "folders (<data dir>/scorers/clip and /dino)."),
 )
 
 DEFAULTS = {s.key: s.default for s in SETTINGS}
