@@ -65,7 +65,7 @@ def test_fallback_order_subset_dataset_general_run_default(square_dir):
     (lambda c: c["general"].update(colour_aug=True), "unknown key `colour_aug`"),
     (lambda c: c["datasets"][0]["subsets"][0].update(color_aug=True), "not implemented by the builtin engine"),
     (lambda c: c["general"].update(caption_prefix="x"), "`caption_prefix` is known to sd-scripts"),
-    (lambda c: c["datasets"][0].update(validation_split=0.1), "not implemented"),
+    (lambda c: c["datasets"][0].update(alpha_mask=True), "not implemented"),
     (lambda c: c["datasets"][0]["subsets"][0].update(batch_size=2), "only in [general] or [[datasets]]"),
     (lambda c: c["general"].update(image_dir="x"), "only in [[datasets.subsets]]"),
     (lambda c: c["general"].update(shuffle_caption="yes"), "`shuffle_caption` must be true or false"),

@@ -36,6 +36,30 @@ def test_held_out_pictures_are_not_trained_on(trained):
     assert json.loads((folder / "plan.json").read_text())["held_out"] == held
 
 
+def test_held_out_pictures_give_a_validation_loss_at_every_save(trained):
+    """dataset.toml gets the held-out pictures as a validation-only dataset (sd-scripts v0.10's
+    validation_split 1.0), run.toml validates at every save; the job's progress has the held-out
+    loss per validation and the tab's chart draws it beside the training loss."""
+    import tomllib
+
+    from lib_lora_trainer.ui.job_view import loss_svg
+
+    service, job = trained
+    folder = Path(job.job_dir)
+    ds = tomllib.loads((folder / "dataset.toml").read_text())
+    held = ds["datasets"][1]
+    assert held["validation_split"] == 1.0 and held["subsets"][0]["image_dir"] == str((folder / "holdout").resolve())
+    assert tomllib.loads((folder / "run.toml").read_text())["validate_every_n_epochs"] == 1
+    job = service.get(job.id)
+    history = job.progress["val_loss_history"]
+    epochs = job.progress.get("epochs") or 1
+    assert len(history) == epochs and all(v > 0 for _, v in history), history
+    assert [s for s, _ in history] == sorted(s for s, _ in history)
+    svg = loss_svg(job.progress["loss_history"], validation=history)
+    assert svg.count("<circle") == len(history) and "held-out loss" in svg
+    assert list((folder / "logs").rglob("events.out.tfevents.*"))
+
+
 def test_every_sweep_has_the_right_cells_and_weight_zero_is_the_base(trained):
     _, job = trained
     subject = subject_for_job(job)
@@ -79,7 +103,7 @@ def test_test_of_a_job_started_from_a_host_like_process_and_the_cli_on_a_file(tr
     assert "verdict:" in (Path(job.job_dir) / "test.log").read_text()
     # The embedding scorer has no weights here: said, not failed.
     report = json.loads((Path(job.job_dir) / "test" / "report.json").read_text())
-    assert "no weights" in report["skipped_scorers"]["embeddings"]
+    assert "no CLIP weights" in report["skipped_scorers"]["embeddings"]
     r = cli(service.data_dir, "test", job.installed_path, "--seeds", "1", "--steps", "2")
     assert r.returncode == 2 and "--model" in r.stderr
     r = cli(service.data_dir, "test", job.id, "--sweep", "colours")

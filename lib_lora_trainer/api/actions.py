@@ -53,6 +53,7 @@ def job_dict(job, request: Request | None = None, detail: bool = False) -> dict:
         data["resume_from"] = job.resume_from
         data["attempts"] = job.attempts
         data["loss_history"] = (job.progress or {}).get("loss_history") or []
+        data["val_loss_history"] = (job.progress or {}).get("val_loss_history") or []
         data["samples"] = list_samples(job, request)
     return data
 

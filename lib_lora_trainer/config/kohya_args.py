@@ -155,8 +155,10 @@ def run_args(cfg: TrainingConfig, *, model_type: str, output_dir: str, logging_d
     return {k: v for k, v in args.items() if v is not None}
 
 
-def dataset_config(cfg: TrainingConfig, subsets: list[Subset]) -> dict[str, Any]:
-    """The dataset.toml (`--dataset_config`): [general], one [[datasets]], a subset per folder."""
+def dataset_config(cfg: TrainingConfig, subsets: list[Subset], validation_dir: str | None = None) -> dict[str, Any]:
+    """The dataset.toml (`--dataset_config`): [general], one [[datasets]], a subset per folder; with
+    `validation_dir` (the held-out pictures) a second dataset that is all validation
+    (validation_split 1.0: sd-scripts v0.10 and the builtin engine train nothing of it)."""
     general = {"caption_extension": ".txt", "shuffle_caption": cfg.shuffle_caption, "keep_tokens": cfg.keep_tokens,
                "caption_dropout_rate": cfg.caption_dropout_rate, "flip_aug": cfg.flip_aug}
     dataset = {"resolution": cfg.resolution, "batch_size": cfg.batch_size, "enable_bucket": cfg.enable_bucket,
@@ -168,4 +170,11 @@ def dataset_config(cfg: TrainingConfig, subsets: list[Subset]) -> dict[str, Any]
         if s.class_tokens:
             sub["class_tokens"] = s.class_tokens
         dataset["subsets"].append(sub)
-    return {"general": general, "datasets": [dataset]}
+    datasets = [dataset]
+    if validation_dir:
+        held = {k: v for k, v in dataset.items() if k != "subsets"}
+        held.update(validation_split=1.0, validation_seed=int(cfg.seed or 0),
+                    subsets=[{"image_dir": validation_dir, "num_repeats": 1,
+                              **({"class_tokens": cfg.trigger} if cfg.trigger else {})}])
+        datasets.append(held)
+    return {"general": general, "datasets": datasets}

@@ -76,7 +76,8 @@ def write_training_tomls(cfg: TrainingConfig, *, job_dir: str | os.PathLike,
                          image_dir_parent: str | os.PathLike, model_type: str, output_dir: str | os.PathLike,
                          logging_dir: str | os.PathLike | None, tokenizer_cache_dir: str | os.PathLike | None,
                          sample_prompts_file: str | os.PathLike | None = None, v_parameterization: bool = False,
-                         resume: str | os.PathLike | None = None) -> tuple[Path, Path]:
+                         resume: str | os.PathLike | None = None,
+                         validation_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
     """Write job_dir/run.toml and job_dir/dataset.toml; returns their paths.
 
     cfg.sample_prompts go to job_dir/sample_prompts.txt unless `sample_prompts_file` names an
@@ -103,7 +104,12 @@ def write_training_tomls(cfg: TrainingConfig, *, job_dir: str | os.PathLike,
                    v_parameterization=v_parameterization, resume=absolute(resume))
     if Path(cfg.base_model).expanduser().exists():  # a local file or folder (else e.g. a hub id)
         run["pretrained_model_name_or_path"] = absolute(cfg.base_model)
-    dataset = dataset_config(cfg, subsets)
+    validation = absolute(validation_dir) if validation_dir and _count_images(Path(validation_dir)) else None
+    dataset = dataset_config(cfg, subsets, validation)
+    if validation:  # the held-out pictures' loss at every save (and after every epoch, sd-scripts' default)
+        run["validate_every_n_steps"] = cfg.save_every_n_steps
+        run["validate_every_n_epochs"] = cfg.save_every_n_epochs
+        run = {k: v for k, v in run.items() if v is not None}
     if prompts_text is not None:
         write_text(prompts, prompts_text)
     run_path, dataset_path = job / RUN_TOML, job / DATASET_TOML

@@ -28,7 +28,7 @@ from .log_patterns import (
     _SUMMARY_KEYS, _SUMMARY_LINE, _SUMMARY_START, _TRACEBACK, _same,
 )
 from .progress_model import (
-    ERROR_KINDS, MAX_WARNINGS, RUN_START_MARKER, TRAINING_BAR, ErrorKind, ProgressEvent, ProgressState, _clip,
+    ERROR_KINDS, MAX_WARNINGS, RUN_START_MARKER, TRAINING_BAR, VALIDATION_BARS, ErrorKind, ProgressEvent, ProgressState, _clip,
     describe_error,
 )
 from .env_phase import ENV_PREFIX, env_setup_line
@@ -345,6 +345,9 @@ class ProgressParser:
         return loss
 
     def _bar(self, bar: TqdmUpdate, out: list) -> None:
+        if bar.desc in VALIDATION_BARS:
+            self._validation_bar(bar)
+            return
         if bar.desc != TRAINING_BAR:
             return
         self._state.phase = self._state.phase_detail = None  # training has begun
@@ -361,6 +364,17 @@ class ProgressParser:
             else:
                 self._error("nan", f"avr_loss={bar.postfix.get('avr_loss')} at step {bar.n}"
                             + (f"/{bar.total}" if bar.total else ""), out)
+
+    def _validation_bar(self, bar: TqdmUpdate) -> None:
+        """A finished validation bar: its val_avg_loss at the training step it followed (one point
+        per step: an epoch's validation after a step's replaces it, both measure the same weights)."""
+        loss = _loss_value(bar.postfix.get("val_avg_loss"))
+        if not bar.total or bar.n != bar.total or loss is None or not math.isfinite(loss):
+            return
+        h = self._state.val_loss_history
+        if h and h[-1][0] >= self._state.step:
+            del h[bisect.bisect_left([p[0] for p in h], self._state.step):]
+        h.append((self._state.step, loss))
 
     def _record_loss(self, n: int, loss: float) -> None:
         """tqdm shows a new step first with the previous step's avr_loss, then with its own: a value equal

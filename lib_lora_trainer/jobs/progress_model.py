@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 EVENT_KINDS = ("summary", "epoch", "step", "saved", "sample", "model_saved", "stopped", "error", "warning")
 TRAINING_BAR = "steps"  # sd-scripts' and our training bar; other bars (caching, captions) are not steps
+# sd-scripts v0.10's validation bars (after a step / after an epoch); postfix val_avg_loss
+VALIDATION_BARS = ("validation steps", "epoch validation steps")
 MAX_DETAIL = 600
 MAX_WARNINGS = 100
 # A line the job supervisor may write between attempts of one job (logs are appended on resume):
@@ -122,6 +124,8 @@ class ProgressState:
     loss: float | None = None
     # One point per step: the last finite avr_loss the bar showed for it (sd-scripts' moving average).
     loss_history: list[tuple[int, float]] = field(default_factory=list)
+    # (training step, val_avg_loss) of each finished validation bar (sd-scripts v0.10's validation loss).
+    val_loss_history: list[tuple[int, float]] = field(default_factory=list)
     summary: dict | None = None
     saved: list[str] = field(default_factory=list)  # every "saving checkpoint:" path, in order
     removed: list[str] = field(default_factory=list)  # sd-scripts' "removing old checkpoint:"

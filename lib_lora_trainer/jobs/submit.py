@@ -84,7 +84,7 @@ def prepare_job(job_dir: Path, dataset_src, config, crop: str | None, settings: 
     run_toml, dataset_toml = write_training_tomls(
         config, job_dir=job_dir, image_dir_parent=job_dir / "dataset" / "img", model_type=info.model_type,
         output_dir=output_dir, logging_dir=job_dir / "logs", tokenizer_cache_dir=tokenizer_cache,
-        v_parameterization=bool(info.v_prediction))
+        v_parameterization=bool(info.v_prediction), validation_dir=job_dir / "holdout" if held_out else None)
     engine = get_engine(config.engine, settings)
     launch = JobLaunch(run_toml=run_toml, dataset_toml=dataset_toml, model_type=info.model_type,
                        v_prediction=bool(info.v_prediction), num_processes=int(config.num_processes or 1),

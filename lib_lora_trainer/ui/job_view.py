@@ -83,23 +83,38 @@ def progress_html(job, now: float | None = None) -> str:
             f'<div class="lt-progress-text">{" &middot; ".join(parts)}</div></div>')
 
 
-def loss_svg(history: list, width: int = 640, height: int = 160) -> str:
-    """The loss curve as inline SVG (no plotting library in A1111's process)."""
-    points = [(float(s), float(v)) for s, v in (history or []) if v is not None and v == v]
+def _finite(history) -> list[tuple[float, float]]:
+    return [(float(s), float(v)) for s, v in (history or []) if v is not None and v == v]
+
+
+def loss_svg(history: list, width: int = 640, height: int = 160, validation: list | None = None) -> str:
+    """The loss curve as inline SVG (no plotting library in A1111's process); `validation`: the
+    held-out pictures' loss at each validation (a second line with dots, same axes)."""
+    points, held = _finite(history), _finite(validation)
     if len(points) < 2:
         return '<div class="lt-loss"><p>The loss chart appears after two steps.</p></div>'
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    xs, ys = [p[0] for p in points + held], [p[1] for p in points + held]
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
     pad = 30
     sx = (width - 2 * pad) / ((x1 - x0) or 1)
     sy = (height - 2 * pad) / ((y1 - y0) or 1)
-    coords = " ".join(f"{pad + (x - x0) * sx:.1f},{height - pad - (y - y0) * sy:.1f}" for x, y in points)
+
+    def xy(x, y):
+        return f"{pad + (x - x0) * sx:.1f}", f"{height - pad - (y - y0) * sy:.1f}"
+    coords = " ".join(",".join(xy(x, y)) for x, y in points)
+    second = ""
+    if held:
+        second = (f'<polyline class="lt-val-loss" fill="none" stroke="#2a9d8f" stroke-width="2" stroke-dasharray="5,3" '
+                  f'points="{" ".join(",".join(xy(x, y)) for x, y in held)}"/>'
+                  + "".join(f'<circle cx="{xy(x, y)[0]}" cy="{xy(x, y)[1]}" r="3" fill="#2a9d8f"/>' for x, y in held)
+                  + f'<text x="{width - pad}" y="{pad - 8}" font-size="11" text-anchor="end" fill="#2a9d8f">'
+                    f'held-out loss {held[-1][1]:.4g} (step {int(held[-1][0])})</text>')
     return (f'<div class="lt-loss"><svg viewBox="0 0 {width} {height}" width="100%" height="{height}" '
             f'role="img" aria-label="loss curve">'
             f'<rect x="0" y="0" width="{width}" height="{height}" fill="none"/>'
             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>'
             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#888"/>'
-            f'<polyline fill="none" stroke="#e76f51" stroke-width="2" points="{coords}"/>'
+            f'<polyline fill="none" stroke="#e76f51" stroke-width="2" points="{coords}"/>{second}'
             f'<text x="{pad + 4}" y="{pad - 8}" font-size="11" fill="currentColor">loss {y1:.4g}</text>'
             f'<text x="{pad + 4}" y="{height - pad - 4}" font-size="11" fill="currentColor">{y0:.4g}</text>'
             f'<text x="{width - pad}" y="{height - 10}" font-size="11" text-anchor="end" '

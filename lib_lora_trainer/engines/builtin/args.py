@@ -82,6 +82,10 @@ KEYS: dict[str, Key] = {
     "logging_dir": Key(_S + _OPT), "log_prefix": Key(_S + _OPT),
     "log_with": Key(_S + _OPT, None, choices=(None, "tensorboard")),
     "console_log_simple": Key(_B, False),
+    # validation loss (sd-scripts v0.10: the datasets' validation_split part, 4 fixed timesteps)
+    "validation_split": Key(_F, 0.0, minimum=0), "validation_seed": Key(_I + _OPT, None),
+    "validate_every_n_steps": Key(_I + _OPT, None, minimum=1), "validate_every_n_epochs": Key(_I + _OPT, None, minimum=1),
+    "max_validation_steps": Key(_I + _OPT, None, minimum=1),
     # dataset (folder convention; a --dataset_config overrides these per sd-scripts' fallbacks)
     "train_data_dir": Key(_S + _OPT), "reg_data_dir": Key(_S + _OPT), "resolution": Key(_S + _I + _OPT),
     "caption_extension": Key(_S, ".caption"), "shuffle_caption": Key(_B, False), "keep_tokens": Key(_I, 0, minimum=0),
@@ -112,8 +116,7 @@ NOT_IMPLEMENTED = {
     "in_json", "dataset_repeats", "vae", "vae_batch_size", "output_config",
     "huggingface_repo_id", "save_state_to_huggingface", "resume_from_huggingface", "save_last_n_steps",
     "save_last_n_epochs_state", "save_last_n_steps_state", "save_state_on_train_end", "wandb_api_key",
-    "wandb_run_name", "log_tracker_name", "log_tracker_config", "log_config", "validation_split",
-    "validation_seed", "validate_every_n_steps", "validate_every_n_epochs", "max_validation_steps",
+    "wandb_run_name", "log_tracker_name", "log_tracker_config", "log_config",
     "initial_epoch", "initial_step", "skip_until_initial_step", "cpu_offload_checkpointing", "use_8bit_adam",
     "use_lion_optimizer", "caption_prefix", "caption_suffix", "caption_tag_dropout_rate",
     "caption_dropout_every_n_epochs", "token_warmup_min", "token_warmup_step", "keep_tokens_separator",

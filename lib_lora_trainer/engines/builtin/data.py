@@ -9,6 +9,11 @@
 - Every image goes to one bucket; a batch holds items of one bucket of one dataset only.
 - Epoch order: from (seed, epoch) only. Per-fetch randomness (flip, caption dropout/shuffle): from
   (seed, epoch, batch index) only, so a batch is the same whichever rank or thread loads it.
+- Validation (validation_split > 0): each train subset's images are shuffled with validation_seed
+  and split the way sd-scripts' split_train_val does (train: the first ceil(n x (1 - split)),
+  validation: the last round(n x split); reg images are never validation images). Validation
+  batches keep one fixed order, no flip and no caption augmentation, so every validation run sees
+  the same pictures with the same captions. A dataset with validation_split = 1 trains nothing.
 - Data parallel: the epoch's batch list is padded by wrapping around to a multiple of world_size
   (as accelerate's even_batches does, which is what the step arithmetic ceil(batches / processes)
   assumes), then rank r takes every world_size-th batch from r. Padding batches repeat earlier
@@ -18,6 +23,7 @@
 from __future__ import annotations
 
 import math
+import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,8 +97,12 @@ class TrainingData(DataMetadata):
         self._reg_counts: list[int] = []
         self._latents: dict[CacheJob, CachedLatents] | None = None
         self._same_image: dict[tuple[Path, BucketChoice], list[ImageItem]] = {}
+        self.val_items: list[ImageItem] = []
         for d, spec in enumerate(self.specs):
             self._build_dataset(d, spec)
+        if not self.num_train_images:
+            raise DatasetConfigError("no training images: every dataset's pictures are validation pictures "
+                                     "(validation_split = 1); lower validation_split or add a dataset to train on.")
 
     @classmethod
     def from_config(cls, dataset_config: dict | None, run_args: Mapping[str, Any], seed: int = 0,
@@ -120,11 +130,28 @@ class TrainingData(DataMetadata):
             kept.append((subset, captions))
             if not images:
                 continue
-            for image, caption in zip(images, captions):
+            pairs = list(zip(images, captions))
+            if spec.validation_split > 0 and not subset.is_reg:
+                pairs, held = split_train_val(pairs, spec.validation_split,
+                                              self.seed if spec.validation_seed is None else spec.validation_seed)
+                self.val_items += [ImageItem(image, caption, _image_size(image), subset, d, 1) for image, caption in held]
+            for image, caption in pairs:
                 (reg if subset.is_reg else train).append(
                     ImageItem(image, caption, _image_size(image), subset, d, subset.num_repeats))
         n_train = sum(i.repeats for i in train)
         n_reg = sum(i.repeats for i in reg)
+        bset = BucketSet(spec.resolution, spec.enable_bucket, spec.min_bucket_reso,
+                         spec.max_bucket_reso, spec.bucket_reso_steps, spec.bucket_no_upscale)
+        for item in self.val_items:
+            if item.dataset_index == d:
+                item.choice = self._select(bset, item)
+        if n_train == 0 and spec.validation_split > 0:   # a validation-only dataset
+            self.buckets.append({})
+            self._tag_frequency.append(freq)
+            self._subset_captions.append(kept)
+            self._train_counts.append(0)
+            self._reg_counts.append(0)
+            return
         if n_train == 0:
             raise DatasetConfigError(f"dataset #{d + 1}: no training images in "
                                      f"{', '.join(str(s.image_dir) for s in spec.subsets if not s.is_reg)}.")
@@ -144,14 +171,9 @@ class TrainingData(DataMetadata):
                 if count >= n_train:
                     break
             first_round = False
-        bset = BucketSet(spec.resolution, spec.enable_bucket, spec.min_bucket_reso,
-                         spec.max_bucket_reso, spec.bucket_reso_steps, spec.bucket_no_upscale)
         buckets: dict[tuple[int, int], list[int]] = {}
         for item in train + used_reg:
-            try:
-                item.choice = bset.select(*item.size)
-            except ValueError as e:
-                raise DatasetConfigError(f"{item.path}: {e}: remove it or upscale it.") from None
+            item.choice = self._select(bset, item)
             index = len(self.items)
             self.items.append(item)
             buckets.setdefault(item.choice.bucket, []).extend([index] * item.repeats)
@@ -160,6 +182,13 @@ class TrainingData(DataMetadata):
         self._subset_captions.append(kept)
         self._train_counts.append(n_train)
         self._reg_counts.append(n_reg)
+
+    @staticmethod
+    def _select(bset: BucketSet, item: ImageItem) -> BucketChoice:
+        try:
+            return bset.select(*item.size)
+        except ValueError as e:
+            raise DatasetConfigError(f"{item.path}: {e}: remove it or upscale it.") from None
 
     # --- sizes ------------------------------------------------------------------------------
     @property
@@ -265,6 +294,38 @@ class TrainingData(DataMetadata):
             target_sizes=[(plan.bucket[1], plan.bucket[0])] * len(items),
             flipped=flips, paths=[i.path for i in items], index=plan.index, padding=plan.padding)
 
+    # --- validation ---------------------------------------------------------------------------
+    def validation_plans(self, max_batches: int | None = None) -> list[BatchPlan]:
+        """Validation batches in one fixed order: per dataset, per bucket, the split's order."""
+        plans: list[tuple[int, tuple[int, int], list[int]]] = []
+        for d, spec in enumerate(self.specs):
+            by_bucket: dict[tuple[int, int], list[int]] = {}
+            for i, item in enumerate(self.val_items):
+                if item.dataset_index == d:
+                    by_bucket.setdefault(item.choice.bucket, []).append(i)
+            for reso, members in sorted(by_bucket.items()):
+                for start in range(0, len(members), spec.batch_size):
+                    plans.append((d, reso, members[start:start + spec.batch_size]))
+        out = [BatchPlan(i, d, reso, tuple(m)) for i, (d, reso, m) in enumerate(plans)]
+        return out[:max_batches] if max_batches else out
+
+    def load_validation_batch(self, plan: BatchPlan) -> Batch:
+        """Pixels (never cached latents), unflipped, captions as written."""
+        items = [self.val_items[i] for i in plan.items]
+        weight = self.specs[plan.dataset_index].prior_loss_weight
+        crops = [tuple(reversed(crop_offsets(i.choice.resized, i.choice.bucket))) for i in items]
+        return Batch(
+            images=torch.stack([to_tensor(load_bucket_image(i.path, i.choice)) for i in items]), latents=None,
+            captions=[i.caption for i in items], is_reg=torch.zeros(len(items), dtype=torch.bool),
+            loss_weights=torch.tensor([1.0 if not i.subset.is_reg else weight for i in items], dtype=torch.float32),
+            original_sizes=[(i.size[1], i.size[0]) for i in items], crop_top_lefts=crops,
+            target_sizes=[(plan.bucket[1], plan.bucket[0])] * len(items), flipped=[False] * len(items),
+            paths=[i.path for i in items], index=plan.index)
+
+    @property
+    def num_validation_images(self) -> int:
+        return len(self.val_items)
+
     # --- latent cache -----------------------------------------------------------------------
     def _job(self, item: ImageItem) -> CacheJob:
         flip = any(i.subset.flip_aug for i in self._same_image.get((item.path, item.choice), [item]))
@@ -289,6 +350,16 @@ class TrainingData(DataMetadata):
     @property
     def latents_cached(self) -> bool:
         return self._latents is not None
+
+def split_train_val(pairs: list, split: float, seed: int) -> tuple[list, list]:
+    """sd-scripts' split_train_val: shuffle with random.seed(seed), then train = the first
+    ceil(n x (1 - split)), validation = the last round(n x split) (they overlap by one for some n, as
+    there)."""
+    shuffled = list(pairs)
+    random.Random(seed).shuffle(shuffled)
+    n = len(shuffled)
+    return shuffled[:math.ceil(n * (1 - split))], shuffled[n - round(n * split):]
+
 
 def _image_size(path: Path) -> tuple[int, int]:
     try:

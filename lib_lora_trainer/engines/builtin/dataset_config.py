@@ -52,6 +52,8 @@ class DatasetSpec:
     max_bucket_reso: int = 1024
     bucket_reso_steps: int = 64
     bucket_no_upscale: bool = False
+    validation_split: float = 0.0          # this share of each train subset is held out for validation
+    validation_seed: int | None = None
     prior_loss_weight: float = 1.0
     subsets: tuple[SubsetSpec, ...] = ()
 
@@ -88,6 +90,10 @@ def _make_dataset(ds: dict, general: dict, run: dict, subsets: list[tuple[dict, 
     layers = [ds, general, run]
     reso = _check_resolution(_lookup("resolution", layers), where)
     values = {k: _lookup(k, layers) for k in DATASET_LEVEL if k != "resolution"}
+    if not 0.0 <= values["validation_split"] <= 1.0:  # sd-scripts warns and trains without validation
+        warnings.append(f"{where}: validation_split {values['validation_split']} is not between 0 and 1; "
+                        "no validation pictures are split off.")
+        values["validation_split"] = 0.0
     if values["batch_size"] < 1:
         raise DatasetConfigError(f"{where}: batch_size must be >= 1, got {values['batch_size']}.")
     steps = values["bucket_reso_steps"]

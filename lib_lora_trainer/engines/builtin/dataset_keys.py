@@ -18,7 +18,7 @@ class DatasetConfigError(ValueError):
 # type tags: "bool", "int", "float" (int accepted), "str", "reso" (int or [w, h])
 DATASET_LEVEL = {"batch_size": "int", "resolution": "reso", "enable_bucket": "bool",
                  "min_bucket_reso": "int", "max_bucket_reso": "int", "bucket_reso_steps": "int",
-                 "bucket_no_upscale": "bool"}
+                 "bucket_no_upscale": "bool", "validation_split": "float", "validation_seed": "int"}
 ANY_LEVEL = {"num_repeats": "int", "shuffle_caption": "bool", "keep_tokens": "int",
              "caption_dropout_rate": "float", "flip_aug": "bool", "caption_extension": "str",
              "class_tokens": "str"}
@@ -29,16 +29,16 @@ NOT_IMPLEMENTED = (
     "token_warmup_min", "token_warmup_step", "keep_tokens_separator", "secondary_separator",
     "enable_wildcard", "caption_separator", "caption_tag_dropout_rate",
     "caption_dropout_every_n_epochs", "metadata_file", "conditioning_data_dir", "alpha_mask",
-    "cache_info", "custom_attributes", "resize_interpolation", "validation_seed",
-    "validation_split", "network_multiplier", "debug_dataset")
+    "cache_info", "custom_attributes", "resize_interpolation", "network_multiplier", "debug_dataset")
 # run-config values of those keys that change nothing (argparse defaults / off)
 _INERT_RUN_VALUES = {"caption_separator": ",", "token_warmup_min": 1, "network_multiplier": 1.0}
-_ALWAYS_INERT_RUN_KEYS = {"validation_seed", "debug_dataset"}
+_ALWAYS_INERT_RUN_KEYS = {"debug_dataset"}
 # run.toml (argparse) names that differ from the dataset-config names
 _RUN_NAMES = {"batch_size": "train_batch_size", "num_repeats": "dataset_repeats"}
 DEFAULTS: dict[str, Any] = {
     "batch_size": 1, "enable_bucket": False, "min_bucket_reso": 256, "max_bucket_reso": 1024,
-    "bucket_reso_steps": 64, "bucket_no_upscale": False, "num_repeats": 1,
+    "bucket_reso_steps": 64, "bucket_no_upscale": False, "validation_split": 0.0, "validation_seed": None,
+    "num_repeats": 1,
     "shuffle_caption": False, "keep_tokens": 0, "caption_dropout_rate": 0.0, "flip_aug": False,
     "caption_extension": ".caption", "class_tokens": None, "is_reg": False}
 _TYPE_WORDS = {"bool": "true or false", "int": "an integer", "float": "a number",

@@ -12,10 +12,10 @@ def say(*parts) -> None:
 
 
 def training_summary(num_train_images: int, num_reg_images: int, batches_per_epoch: int, epochs: int,
-                     batch_size: int, grad_accum: int, total_steps: int) -> None:
+                     batch_size: int, grad_accum: int, total_steps: int, num_validation_images: int = 0) -> None:
     say("running training / 学習開始")
     say(f"  num train images * repeats / 学習画像の数×繰り返し回数: {num_train_images}")
-    say("  num validation images * repeats / 学習画像の数×繰り返し回数: 0")
+    say(f"  num validation images * repeats / 学習画像の数×繰り返し回数: {num_validation_images}")
     say(f"  num reg images / 正則化画像の数: {num_reg_images}")
     say(f"  num batches per epoch / 1epochのバッチ数: {batches_per_epoch}")
     say(f"  num epochs / epoch数: {epochs}")

@@ -10,7 +10,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from . import logs
+from . import logs, validation
 from .conditioning import Conditioning, encode_sd, encode_sdxl, sdxl_time_ids
 from .errors import TrainingStopped
 from .outputs import save_checkpoint
@@ -20,7 +20,8 @@ from .signals import StopRequest
 def train_loop(t) -> None:
     a = t.args
     logs.training_summary(t.data.num_train_images, t.data.num_reg_images, t.batches_per_epoch, t.num_epochs,
-                          t.data.batch_size, a.gradient_accumulation_steps, t.max_steps)
+                          t.data.batch_size, a.gradient_accumulation_steps, t.max_steps,
+                          num_validation_images=t.data.num_validation_images)
     stop = StopRequest().install()
     try:
         _run_epochs(t, stop)
@@ -77,6 +78,8 @@ def _run_epochs(t, stop: StopRequest) -> None:
             bar.update(1)
             bar.set_postfix(avr_loss=recorder.average)
             _log_scalars(t, value, recorder.average)
+            if validation.wanted_after_step(t):
+                validation.run(t, "step", recorder.average, _step_loss)
             if a.save_every_n_steps and t.global_step % a.save_every_n_steps == 0 and t.global_step < t.max_steps:
                 save_checkpoint(t, f"{t.output_name}-step{t.global_step:08d}", epoch + 1, epoch_step)
             if a.sample_every_n_steps and t.global_step % a.sample_every_n_steps == 0:
@@ -88,6 +91,8 @@ def _run_epochs(t, stop: StopRequest) -> None:
                 raise TrainingStopped(f"stopped at step {t.global_step}/{t.max_steps}: saved {saved}", stop.exit_code)
             if t.global_step >= t.max_steps:
                 break
+        if validation.wanted_after_epoch(t, epoch):
+            validation.run(t, "epoch", recorder.average, _step_loss)
         last_epoch = epoch + 1 == t.num_epochs or t.global_step >= t.max_steps
         if a.save_every_n_epochs and (epoch + 1) % a.save_every_n_epochs == 0 and not last_epoch:
             save_checkpoint(t, f"{t.output_name}-{epoch + 1:06d}", epoch + 2, 0)
@@ -134,20 +139,24 @@ def _encode_now(t, captions: list[str]) -> Conditioning:
     return encode_sd(t.te_forward[0], t.tokenizers[0], captions, t.args.clip_skip, t.args.max_token_length)
 
 
-def _step_loss(t, batch) -> torch.Tensor:
+def _step_loss(t, batch, timestep: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The batch's loss; `timestep` and `generator`: validation's fixed timestep and noise."""
     a, sched = t.args, t.noise_scheduler
     if batch.latents is not None:
         latents = batch.latents.to(t.device, dtype=torch.float32)
     else:
         latents = t.encode_images(batch.images).to(t.device)
-    g = t.noise_generator
+    g = generator or t.noise_generator
     noise = torch.randn(latents.shape, generator=g, device=t.device, dtype=latents.dtype)
     if a.noise_offset:
         noise = noise + a.noise_offset * torch.randn(latents.shape[0], latents.shape[1], 1, 1, generator=g,
                                                      device=t.device)
-    lo = a.min_timestep or 0
-    hi = a.max_timestep or sched.config.num_train_timesteps
-    timesteps = torch.randint(lo, hi, (latents.shape[0],), generator=g, device=t.device).long()
+    if timestep is not None:
+        timesteps = torch.full((latents.shape[0],), timestep, device=t.device, dtype=torch.long)
+    else:
+        lo = a.min_timestep or 0
+        hi = a.max_timestep or sched.config.num_train_timesteps
+        timesteps = torch.randint(lo, hi, (latents.shape[0],), generator=g, device=t.device).long()
     noisy = sched.add_noise(latents, noise, timesteps)
     with t.accelerator.autocast():
         cond = _encode(t, list(batch.captions))

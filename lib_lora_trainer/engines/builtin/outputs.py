@@ -48,6 +48,9 @@ def base_metadata(t) -> dict[str, str]:
         caption_dropout_rate=a.caption_dropout_rate, prior_loss_weight=a.prior_loss_weight,
         use_dataset_config=t.dataset_raw is not None, resolution=resolution, commit_hash=IMPLEMENTATION,
         min_timestep=a.min_timestep, max_timestep=a.max_timestep,
+        num_validation_images=t.data.num_validation_images, validation_seed=a.validation_seed,
+        validation_split=a.validation_split, max_validation_steps=a.max_validation_steps,
+        validate_every_n_epochs=a.validate_every_n_epochs, validate_every_n_steps=a.validate_every_n_steps,
     )
     return build_metadata(params)
 

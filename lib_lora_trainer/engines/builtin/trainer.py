@@ -212,7 +212,10 @@ class Trainer:
         return lambda path: unet_module_path_to_ldm(path, config)
 
     def _caches(self) -> None:
+        from . import validation
+
         a = self.args
+        validation.prepare(self)   # its latents, while the VAE is on the training device
         if a.cache_latents or a.cache_latents_to_disk:
             logs.say("caching latents...")
             # With several processes the main one writes the disk cache first; the others read it.
