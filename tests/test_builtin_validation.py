@@ -69,7 +69,7 @@ def test_engine_validates_after_steps_and_epochs_with_fixed_noise(tmp_path, tiny
     assert "num validation images * repeats / 学習画像の数×繰り返し回数: 2" in log
     # tqdm shows 3 digits (as in sd-scripts); the full values are in TensorBoard, below
     assert re.search(r"(?m)^validation steps: 100%\|[^|]*\| 8/8 \[[^\]]*val_avg_loss=[\d.]+, timestep=800\]", log)
-    assert re.search(r"(?m)^epoch validation steps: 100%\|[^|]*\| 8/8 \[[^\]]*val_avg_loss=[\d.]+", log)
+    assert re.search(r"(?m)^epoch validation steps: 100%\|[^|]*\| 8/8 \[[^\]]*val_epoch_avg_loss=[\d.]+, timestep=800\]", log)
 
     parser = ProgressParser()
     parser.feed(r.stdout, "stdout")
@@ -90,3 +90,22 @@ def test_engine_validates_after_steps_and_epochs_with_fixed_noise(tmp_path, tiny
 
     _, md = read_lora_header(tmp_path / "out" / "tiny_lora.safetensors")
     assert md["ss_num_validation_images"] == "2" and md["ss_validate_every_n_steps"] == "2"
+
+
+def test_parser_reads_sd_scripts_validation_bars():
+    """Lines as real sd-scripts v0.10.1 printed them here (a kohya job with holdout_images, random
+    SD1.5 at 128 px): nested bars end with ESC[A, the 8/8 line shows first with the previous
+    timestep, the epoch bar says val_epoch_avg_loss."""
+    text = ("\rsteps:  50%|█████     | 2/4 [00:41<00:41, 20.60s/it, avr_loss=1.12]"
+            "\n\nvalidation steps:  88%|████████▊ | 7/8 [00:10<00:01,  1.45s/it, val_avg_loss=1.13, timestep=400]\x1b[A"
+            "\n\nvalidation steps: 100%|██████████| 8/8 [00:11<00:00,  1.48s/it, val_avg_loss=1.12, timestep=600]\x1b[A"
+            "\n\nvalidation steps: 100%|██████████| 8/8 [00:11<00:00,  1.48s/it, val_avg_loss=1.11, timestep=800]\x1b[A"
+            "\nvalidation steps: 100%|██████████| 8/8 [00:18<00:00,  2.35s/it, val_avg_loss=1.11, timestep=800]\n"
+            "\rsteps: 100%|██████████| 4/4 [01:35<00:00, 23.80s/it, avr_loss=1.14]"
+            "\n\nvalidation steps: 100%|██████████| 8/8 [00:09<00:00,  1.22s/it, val_avg_loss=1.15, timestep=800]\n"
+            "\n\nepoch validation steps: 100%|██████████| 8/8 [00:10<00:00,  1.35s/it, val_epoch_avg_loss=1.09, "
+            "timestep=800]\n")
+    parser = ProgressParser()
+    events = parser.feed(text, "stderr")
+    assert parser.state.val_loss_history == [(2, 1.11), (4, 1.09)]
+    assert all(e.step in (2, 4) for e in events if e.kind == "step")   # validation bars are no steps

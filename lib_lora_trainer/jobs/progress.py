@@ -368,7 +368,7 @@ class ProgressParser:
     def _validation_bar(self, bar: TqdmUpdate) -> None:
         """A finished validation bar: its val_avg_loss at the training step it followed (one point
         per step: an epoch's validation after a step's replaces it, both measure the same weights)."""
-        loss = _loss_value(bar.postfix.get("val_avg_loss"))
+        loss = _loss_value(bar.postfix.get("val_avg_loss", bar.postfix.get("val_epoch_avg_loss")))
         if not bar.total or bar.n != bar.total or loss is None or not math.isfinite(loss):
             return
         h = self._state.val_loss_history

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 EVENT_KINDS = ("summary", "epoch", "step", "saved", "sample", "model_saved", "stopped", "error", "warning")
 TRAINING_BAR = "steps"  # sd-scripts' and our training bar; other bars (caching, captions) are not steps
-# sd-scripts v0.10's validation bars (after a step / after an epoch); postfix val_avg_loss
+# sd-scripts v0.10's validation bars (after a step / after an epoch); postfix val_avg_loss / val_epoch_avg_loss
 VALIDATION_BARS = ("validation steps", "epoch validation steps")
 MAX_DETAIL = 600
 MAX_WARNINGS = 100

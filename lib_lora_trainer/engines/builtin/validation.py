@@ -3,7 +3,7 @@ batch at 4 fixed timesteps (evenly spaced inside [min_timestep, max_timestep]), 
 generator seeded with validation_seed (else seed) at the start of each run, the LoRA in eval mode
 (no dropout), no gradients. So every run sees the same pictures, noise and timesteps: only the
 weights change the number. Printed as sd-scripts' tqdm bars ("validation steps" after a step,
-"epoch validation steps" after an epoch, postfix val_avg_loss) and logged to TensorBoard as
+"epoch validation steps" after an epoch, postfix val_avg_loss / val_epoch_avg_loss) and logged to TensorBoard as
 loss/validation/{step,epoch}_average and _divergence (minus the training loss)."""
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ def run(t, kind: str, train_average: float, step_loss: Callable) -> float:
                     loss = step_loss(t, batch, timestep=step, generator=generator)
                     losses.append(t.accelerator.gather(loss.detach()).mean().item())
                     bar.update(1)
-                    bar.set_postfix({"val_avg_loss": sum(losses) / len(losses), "timestep": step})  # sd-scripts' order
+                    # sd-scripts' names and order: val_avg_loss after a step, val_epoch_avg_loss after an epoch
+                    bar.set_postfix({"val_avg_loss" if kind == "step" else "val_epoch_avg_loss": sum(losses) / len(losses),
+                                     "timestep": step})
     finally:
         bar.close()
         for m in models:
