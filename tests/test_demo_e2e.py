@@ -35,7 +35,7 @@ def demo_run(tmp_path_factory):
 
 def test_demo_prints_where_everything_is(demo_run):
     out, stdout, _ = demo_run
-    for label in ("photos:", "LoRA:", "grid:", "report:", "preview:", "Verdict:"):
+    for label in ("photos:", "LoRA:", "grid:", "report:", "preview:", "Verdict:", "which weight to use: "):
         assert label in stdout
     lora = out / "Lora" / "zyrette_v1.safetensors"
     assert lora.is_file() and lora.with_suffix(".json").is_file() and lora.with_suffix(".preview.png").is_file()
@@ -69,3 +69,6 @@ def test_the_lora_teaches_the_character_and_keeps_following_prompts(demo_run):
         assert s["1.0"]["concept"] >= CONCEPT_RATIO * s["0.0"]["concept"], (group, s)
     assert report["summary"]["novel"]["1.0"]["prompt_following"] >= MIN_FOLLOWING
     assert report["verdict"]["label"] == "good"
+    # the verdict says good, so the ranking names a weight (it agrees with the verdict's lift line)
+    ranking = report["ranking"]
+    assert ranking["confident"] and ranking["sentence"].startswith("Use weight "), ranking["sentence"]

@@ -74,7 +74,7 @@ def test_every_sweep_has_the_right_cells_and_weight_zero_is_the_base(trained):
         by_sweep.setdefault(row["sweep"], []).append(row)
     assert len(by_sweep["weights"]) == len(prompts) * 5
     assert len(by_sweep["samplers"]) == 2 * 2 and len(by_sweep["steps"]) == 2 * 2
-    assert len(by_sweep["checkpoints"]) == (len(subject.checkpoints) + 1) * 5
+    assert len(by_sweep["checkpoints"]) == 3 * (len(subject.checkpoints) + 1) * 5   # every novel prompt
     zero = [r for r in by_sweep["weights"] if r["weight"] == 0.0]
     assert all(r["equals_base"] and r["change_vs_base"] == 0.0 for r in zero)
     assert any(r["change_vs_base"] > 0 for r in by_sweep["weights"] if r["weight"] == 1.0)

@@ -66,6 +66,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     _step(4, "scores (demo attribute reader; 0..1)")
     _print_scores(result)
+    print(f"  which weight to use: {result.ranking.get('sentence') or 'no ranking'}")
 
     _step(5, "where everything is")
     total = time.perf_counter() - start

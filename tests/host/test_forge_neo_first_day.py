@@ -79,3 +79,40 @@ def test_first_day_builtin_engine_on_a_full_size_sd15(browser, host):
                       "network_alpha": "4", "learning_rate": "0.001", "mixed_precision": "no",
                       "test_after_training": "false"},
               steps_min=3, test_grid=False, size=64, tag="neo-builtin")
+    _ranking_table_sends_to_neo_txt2img(page, host, "zyrette_neo")
+
+
+def _ranking_table_sends_to_neo_txt2img(page, host, name: str) -> None:
+    """The test's checkpoint x weight table beside the grid, in Neo's gradio 4 page: a weight click
+    puts `<lora:name:w>, trigger` into Neo's txt2img prompt. The report is written here for the real
+    installed file from constructed scores (ranking.rank, as a finished test writes it): a real
+    test renders 145 full-size SD1.5 pictures on CPU, hours here; A1111's run covers a real one."""
+    import json
+
+    from PIL import Image
+
+    from first_day import open_tab, shoot
+    from lib_lora_trainer.evaluate.ranking import Cell, rank
+
+    job_dir = next(p for p in (host["data"] / "jobs").iterdir() if (p / "plan.json").is_file())
+    installed = f"{name}.safetensors"
+    cells = [Cell(installed, 0, w, {"concept": c, "prompt_following": f})
+             for w, c, f in ((0.5, 0.55, 0.8), (0.75, 0.7, 0.78), (1.0, 0.8, 0.5))]
+    ranking = vars(rank(cells, {"concept": 0.2, "prompt_following": 0.8}))
+    test = job_dir / "test"
+    test.mkdir(exist_ok=True)
+    Image.new("RGB", (64, 64), (200, 120, 160)).save(test / "grid_weights.png")
+    (test / "report.md").write_text(f"# Test report: {installed}\n\n{ranking['sentence']}\n")
+    (test / "report.json").write_text(json.dumps({"ranking": ranking}))
+    open_tab(page, host["url"], NEO_UI)
+    page.wait_for_selector("#lora_trainer_ranking .lt-ranking", timeout=60_000)
+    assert page.inner_text("#lora_trainer_ranking b").startswith("Use weight 0.75:"), page.inner_text("#lora_trainer_ranking")
+    cell = page.locator("#lora_trainer_ranking [data-lt-prompt]").first
+    sent = cell.get_attribute("data-lt-prompt")
+    assert sent == f"<lora:{name}:0.75>, zyrette", sent
+    shoot(page, "neo-builtin-09-ranking", NEO_UI)
+    cell.click()
+    page.wait_for_function("(text) => document.querySelector('#txt2img_prompt textarea').value.includes(text)",
+                           arg=sent, timeout=30_000)
+    assert page.locator("#txt2img_prompt textarea").is_visible()
+    print(f"\nneo ranking: {ranking['sentence']} -> sent {sent}")
