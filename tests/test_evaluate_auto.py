@@ -159,3 +159,27 @@ def test_api_starts_the_services_tester_and_shows_progress(tmp_path):
     r = client.post(url)
     assert r.status_code == 409 and "nope" in r.json()["error"]
     assert isinstance(A.tester_for(bare), A.AutoTestHook) and A.tester_for(service) is tester
+
+
+def test_the_automatic_test_compares_every_saved_file_when_there_are_several(tmp_path):
+    """A job that saved intermediate files is tested with the checkpoints sweep too, so the
+    ranking can pick the file, not only the weight (the real test subprocess, through a Python that
+    records its command line)."""
+    import json
+    import time
+
+    service = JobService(tmp_path / "data", tmp_path / "Lora")
+    job = succeeded_job(service, tmp_path)
+    assert A.default_sweep(job) == "weights"
+    make_lora(Path(job.job_dir) / "output" / "zyr-000001.safetensors")
+    assert A.default_sweep(job) == "weights,checkpoints"
+    recorder = recording_python(tmp_path)
+    A.AutoTestHook(service.data_dir, python=str(recorder)).start_test(job)
+    record = tmp_path / "child.json"
+    deadline, argv = time.time() + 60, None
+    while argv is None and time.time() < deadline:
+        try:
+            argv = json.loads(record.read_text())["argv"]
+        except (OSError, ValueError):   # not there, or not completely written yet
+            time.sleep(0.1)
+    assert argv[argv.index("--sweep") + 1] == "weights,checkpoints"

@@ -22,6 +22,15 @@ from typing import Any, Mapping, Sequence
 from .job_eval import REPORT_DIR
 from .progress import LOG, TestStatus, mark_failed, mark_launch, read_status, reset
 
+def default_sweep(job) -> str:
+    """What a test compares when nobody says: the LoRA's weights, and every saved file when the job
+    saved more than the last one (so the ranking can pick the checkpoint too)."""
+    from .job_eval import intermediate_checkpoints
+
+    name = (job.config or {}).get("name") or Path(job.installed_path or "").stem
+    return "weights,checkpoints" if intermediate_checkpoints(Path(job.job_dir) / "output", name) else "weights"
+
+
 class TestStartError(RuntimeError):
     """The test could not be started (the message says why and what to do)."""
 
@@ -128,8 +137,9 @@ class AutoTestHook:
             except TestStartError as exc:   # the job stays succeeded; the test shows as failed, with why
                 mark_failed(Path(job.job_dir) / REPORT_DIR, str(exc))
 
-    def start_test(self, job, sweep: str = "weights") -> TestStatus:
-        start_test(job, self.data_dir, sweep, self.python, settings=self.settings, extra_args=self.extra_args)
+    def start_test(self, job, sweep: str | None = None) -> TestStatus:
+        start_test(job, self.data_dir, sweep or default_sweep(job), self.python, settings=self.settings,
+                   extra_args=self.extra_args)
         return test_status(Path(job.job_dir))
 
 

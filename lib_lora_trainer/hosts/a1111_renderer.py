@@ -96,13 +96,14 @@ class A1111AutoTest:
             except TestStartError as exc:
                 logging.getLogger("lora_trainer.test").warning("not testing job %s: %s", job.id, exc)
 
-    def start_test(self, job, sweep: str = "weights"):
+    def start_test(self, job, sweep: str | None = None):
         from lib_lora_trainer.evaluate import progress as P
-        from lib_lora_trainer.evaluate.auto import check_testable, test_status
+        from lib_lora_trainer.evaluate.auto import check_testable, default_sweep, test_status
         from lib_lora_trainer.evaluate.job_eval import REPORT_DIR
         from lib_lora_trainer.evaluate.plan import parse_sweeps
 
         check_testable(job)
+        sweep = sweep or default_sweep(job)
         sweeps = parse_sweeps(sweep)
         job_dir = Path(job.job_dir)
         with self._lock:
