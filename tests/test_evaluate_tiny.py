@@ -99,7 +99,13 @@ def test_test_of_a_job_started_from_a_host_like_process_and_the_cli_on_a_file(tr
     out, status, _ = host_like_start(tmp_path, service, job, sys.executable, extra=("--seeds", "1", "--steps", "2"),
                                      timeout=400)
     assert status["state"] == "done", (status, (Path(job.job_dir) / "test.log").read_text()[-2000:])
-    assert status["done"] == status["total"] == 6 * 6 + 1 and status["text"] == "tested: 37 pictures"
+    # The job saved per-epoch files, so the automatic sweep adds them: 3 novel prompts x (the base +
+    # every file at the 4 weights above 0), one seed; plus 6 prompts x 6 and the preview.
+    files = len(subject_for_job(job).checkpoints) + 1
+    total = 6 * 6 + 1 + 3 * (1 + files * 4)
+    assert status["done"] == status["total"] == total and status["text"] == f"tested: {total} pictures"
+    report_plan = json.loads((Path(job.job_dir) / "test" / "report.json").read_text())["plan"]
+    assert len(report_plan["checkpoints"]) == files - 1 >= 1
     assert "verdict:" in (Path(job.job_dir) / "test.log").read_text()
     # The embedding scorer has no weights here: said, not failed.
     report = json.loads((Path(job.job_dir) / "test" / "report.json").read_text())
