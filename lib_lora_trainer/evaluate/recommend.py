@@ -4,7 +4,6 @@ recommended checkpoint can replace the installed file when it is an earlier one.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from lib_lora_trainer import atomic
 from lib_lora_trainer.confine import PathRefused, resolve_inside
 from lib_lora_trainer.lora_file.sidecar import Sidecar, read_sidecar, write_sidecar
 
-from .job_eval import REPORT_DIR
+from .job_eval import report_for_job
 
 
 INSTALLED_CHECKPOINT = "installed_checkpoint.txt"   # in the job folder: which saved file is installed
@@ -51,11 +50,10 @@ def set_preferred_weight(lora: Path, ranking: dict) -> float | None:
 
 def recommended_for_job(job) -> dict:
     """The best cell of the job's last test (report.json), or a RecommendError saying what to do."""
-    try:
-        report = json.loads((Path(job.job_dir) / REPORT_DIR / "report.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+    report = report_for_job(Path(job.job_dir))
+    if report is None:
         raise RecommendError(f"job {job.id} has no test report: run its test first (sweep checkpoints "
-                             "compares every saved file)") from None
+                             "compares every saved file)")
     best = (report.get("ranking") or {}).get("best")
     if not best or not report["ranking"].get("confident"):
         raise RecommendError(f"job {job.id}'s test recommends nothing: "

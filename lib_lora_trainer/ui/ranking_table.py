@@ -5,7 +5,6 @@ section puts the recommended checkpoint in place when it is an earlier file."""
 
 from __future__ import annotations
 
-import json
 from html import escape
 from pathlib import Path
 
@@ -14,11 +13,9 @@ NO_RANKING = ('<p class="lt-note">The ranking of checkpoints and weights appears
 
 
 def read_ranking(job) -> dict | None:
-    try:
-        report = json.loads((Path(job.job_dir) / "test" / "report.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return report.get("ranking") or None
+    from lib_lora_trainer.evaluate.job_eval import report_for_job
+
+    return (report_for_job(Path(job.job_dir)) or {}).get("ranking") or None
 
 
 def ranking_html(job, details) -> str:
