@@ -140,6 +140,7 @@ class FaceIdentityScorer:
         self.embedder: FaceEmbedder | None = None
         self.dataset: list[np.ndarray] = []
         self.holdout: list[np.ndarray] = []
+        self.centre: np.ndarray | None = None      # the dataset's mean face, for face_same_person
 
     def _load(self, ctx) -> str | None:
         target = self.target or deps_dir()
@@ -170,6 +171,7 @@ class FaceIdentityScorer:
             return reason
         self.dataset = self.embedder.embed_all(ctx.dataset_images)
         self.holdout = self.embedder.embed_all(ctx.holdout_images)
+        self.centre = np.mean(self.dataset, axis=0) if self.dataset else None
         n = len(ctx.dataset_images)
         ctx.notes["face identity"] = (f"{MODEL_NAME}; faces found in {len(self.dataset)} of {n} dataset pictures"
                                       + (f", {len(self.holdout)} of {len(ctx.holdout_images)} held-out pictures"
@@ -185,7 +187,6 @@ class FaceIdentityScorer:
         if self.holdout:
             out["face_identity_holdout"] = (round(float(np.mean([similarity(f, self.holdout) for f in faces])), 4)
                                             if faces else 0.0)
-        centre = np.mean(self.dataset, axis=0)
-        out["face_same_person"] = round(sum(np.linalg.norm(f - centre) < SAME_PERSON for f in faces)
+        out["face_same_person"] = round(sum(np.linalg.norm(f - self.centre) < SAME_PERSON for f in faces)
                                         / max(1, len(images)), 4)
         return out
