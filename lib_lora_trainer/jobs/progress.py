@@ -15,7 +15,6 @@ Pure standard library: this runs inside the web UI's process.
 
 from __future__ import annotations
 
-import bisect
 import codecs
 import math
 import os
@@ -33,6 +32,7 @@ from .progress_model import (
 )
 from .env_phase import ENV_PREFIX, env_setup_line
 from .rich_records import _Record, _Stream
+from .loss_points import add_validation_point, append_point
 from .tqdm_lines import TqdmUpdate, _loss_value, parse_duration, parse_rate, parse_tqdm
 
 __all__ = [
@@ -346,7 +346,7 @@ class ProgressParser:
 
     def _bar(self, bar: TqdmUpdate, out: list) -> None:
         if bar.desc in VALIDATION_BARS:
-            self._validation_bar(bar)
+            add_validation_point(self._state.val_loss_history, bar, self._state.step)
             return
         if bar.desc != TRAINING_BAR:
             return
@@ -364,17 +364,6 @@ class ProgressParser:
             else:
                 self._error("nan", f"avr_loss={bar.postfix.get('avr_loss')} at step {bar.n}"
                             + (f"/{bar.total}" if bar.total else ""), out)
-
-    def _validation_bar(self, bar: TqdmUpdate) -> None:
-        """A finished validation bar: its val_avg_loss at the training step it followed (one point
-        per step: an epoch's validation after a step's replaces it, both measure the same weights)."""
-        loss = _loss_value(bar.postfix.get("val_avg_loss", bar.postfix.get("val_epoch_avg_loss")))
-        if not bar.total or bar.n != bar.total or loss is None or not math.isfinite(loss):
-            return
-        h = self._state.val_loss_history
-        if h and h[-1][0] >= self._state.step:
-            del h[bisect.bisect_left([p[0] for p in h], self._state.step):]
-        h.append((self._state.step, loss))
 
     def _record_loss(self, n: int, loss: float) -> None:
         """tqdm shows a new step first with the previous step's avr_loss, then with its own: a value equal
@@ -396,10 +385,7 @@ class ProgressParser:
         self._append_loss((n, loss))
 
     def _append_loss(self, point: tuple[int, float]) -> None:
-        h = self._state.loss_history
-        if h and h[-1][0] >= point[0]:  # the bar went back (a resumed attempt): redo from there
-            del h[bisect.bisect_left([p[0] for p in h], point[0]):]
-        h.append(point)
+        append_point(self._state.loss_history, point)
 
     def _commit_pending_loss(self) -> None:
         pending, self._pending_loss = self._pending_loss, None
