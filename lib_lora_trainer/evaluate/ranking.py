@@ -138,7 +138,8 @@ def rank(cells: list[Cell], base: dict[str, float]) -> Ranking:
                    confident=confident)
 
 
-def _mean(rows: list[dict]) -> dict[str, float]:
+def mean_scores(rows: list[dict]) -> dict[str, float]:
+    """Each numeric score's mean over the rows that have it (the weight and flags left out)."""
     keys = {k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     keys.discard("weight")
     return {k: round(sum(r[k] for r in rows if k in r) / sum(1 for r in rows if k in r), 4) for k in sorted(keys)}
@@ -151,10 +152,10 @@ def cells_from_scores(rows: list[dict], final_name: str) -> tuple[list[Cell], di
     if not sweep:
         sweep = [dict(r, checkpoint=final_name) for r in rows if r.get("sweep") == "weights"]
     order = list(dict.fromkeys(r["checkpoint"] for r in sweep))
-    base = _mean([r for r in sweep if r["weight"] == 0 and r["checkpoint"] == order[-1]]) if order else {}
+    base = mean_scores([r for r in sweep if r["weight"] == 0 and r["checkpoint"] == order[-1]]) if order else {}
     groups: dict[tuple[str, float], list[dict]] = {}
     for r in sweep:
         if r["weight"] > 0:
             groups.setdefault((r["checkpoint"], float(r["weight"])), []).append(r)
-    cells = [Cell(name, order.index(name), w, _mean(group)) for (name, w), group in groups.items()]
+    cells = [Cell(name, order.index(name), w, mean_scores(group)) for (name, w), group in groups.items()]
     return cells, base

@@ -15,7 +15,7 @@ from lib_lora_trainer import atomic
 from .dataset_pairs import caption_pairs, load_images, spread
 from .grid import make_grid
 from .plan import EvalPlan, novel_prompts
-from .ranking import cells_from_scores, rank
+from .ranking import cells_from_scores, mean_scores, rank
 from .renderer import Renderer
 from .scoring import EvalContext
 from .verdict import Verdict, decide
@@ -58,11 +58,6 @@ def default_plan(target: EvalTarget, dataset_prompts: int = 3, **overrides) -> E
         captions = [c for _, c in spread([p for p in caption_pairs(target.dataset_dir) if p[1]], dataset_prompts)]
     prompts = captions + novel_prompts(target.trigger, target.class_token)
     return EvalPlan(prompts=prompts, novel_from=len(captions), **overrides)
-
-
-def _mean_rows(rows: list[dict]) -> dict[str, float]:
-    keys = sorted({k for r in rows for k in r})
-    return {k: round(sum(r[k] for r in rows if k in r) / sum(1 for r in rows if k in r), 4) for k in keys}
 
 
 class Evaluation:
@@ -239,10 +234,9 @@ class Evaluation:
         for group in ("dataset", "novel"):
             per_w = {}
             for w in self.plan.weights:
-                rows = [{k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "weight"}
-                        for r in self.result.scores if r["sweep"] == "weights" and r["group"] == group and r["weight"] == w]
+                rows = [r for r in self.result.scores if r["sweep"] == "weights" and r["group"] == group and r["weight"] == w]
                 if rows:
-                    per_w[w] = _mean_rows(rows)
+                    per_w[w] = mean_scores(rows)
             if per_w:
                 self.result.summary[group] = per_w
         verdict: Verdict = decide(self.result.summary.get("novel", {}), self.result.summary.get("dataset", {}))
