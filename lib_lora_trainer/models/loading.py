@@ -16,6 +16,7 @@ import torch
 
 from .configs import cached_config_folder
 from .detect import ModelError, ckpt_safe_globals, detect_model_type, sibling_config_dir
+from .quiet_loading import quiet_loading
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +119,12 @@ def load_components(path, *, model_type: str | None = None, v_prediction: bool |
         config_dir = cached_config_folder(model_type, v_prediction, cache_dir)
 
     try:
-        if info.source == "diffusers":
-            unet, vae, text_encoders, tokenizers = _load_diffusers_folder(path, model_type, dtype)
-        else:
-            unet, vae, text_encoders, tokenizers = _load_single_file(path, model_type, config_dir, dtype)
-        noise_scheduler = _noise_scheduler(config_dir, v_prediction)
+        with quiet_loading():
+            if info.source == "diffusers":
+                unet, vae, text_encoders, tokenizers = _load_diffusers_folder(path, model_type, dtype)
+            else:
+                unet, vae, text_encoders, tokenizers = _load_single_file(path, model_type, config_dir, dtype)
+            noise_scheduler = _noise_scheduler(config_dir, v_prediction)
     except ModelError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
