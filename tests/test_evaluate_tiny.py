@@ -11,6 +11,7 @@ from PIL import Image
 from eval_helpers import host_like_start
 from jobs_helpers import cli, photos, tiny_config
 
+from lib_lora_trainer.evaluate.grid import CELL, HEAD_H, LABEL_WIDTH, TITLE_H
 from lib_lora_trainer.evaluate.job_eval import evaluate_subject, subject_for_job
 from lib_lora_trainer.evaluate.scoring import ImageStatsScorer
 from lib_lora_trainer.jobs.service import JobService
@@ -82,8 +83,8 @@ def test_every_sweep_has_the_right_cells_and_weight_zero_is_the_base(trained):
         assert 0 <= row["dataset_colour_similarity"] <= 1 and 0 <= row["change_vs_base"] <= 1
         assert 0 <= row["holdout_colour_similarity"] <= 1
     grid = Image.open(result.grids["weights"])
-    assert grid.size == (220 + 128 * 6, 28 + 34 + 128 * 6)
-    assert Image.open(result.grids["samplers"]).size == (220 + 128 * 2, 28 + 34 + 128 * 2)
+    assert grid.size == (LABEL_WIDTH + CELL * 6, TITLE_H + HEAD_H + CELL * 6)
+    assert Image.open(result.grids["samplers"]).size == (LABEL_WIDTH + CELL * 2, TITLE_H + HEAD_H + CELL * 2)
     preview = Path(job.installed_path).with_suffix(".preview.png")
     assert preview.is_file() and Image.open(preview).size[0] >= 256
     report = json.loads(json_path.read_text())
