@@ -15,6 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from lib_lora_trainer.models.quiet_loading import quiet_loading  # noqa: E402
+
 from .samplers import make_scheduler  # noqa: E402
 
 __all__ = [
@@ -207,7 +209,8 @@ def apply_loras(pipe, loras) -> list[str]:
             if not path.is_file():
                 raise FileNotFoundError(f"LoRA file not found: {path}")
             name = _adapter_name(i, path)
-            pipe.load_lora_weights(_lora_source(path), adapter_name=name)
+            with quiet_loading():  # a progress bar per LoRA per prompt otherwise
+                pipe.load_lora_weights(_lora_source(path), adapter_name=name)
             names.append(name)
             setattr(pipe, _ADAPTERS_ATTR, list(names))
         pipe.set_adapters(names, adapter_weights=[w for _, w in loras])
