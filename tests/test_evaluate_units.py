@@ -5,10 +5,10 @@ import pytest
 from PIL import Image
 
 from lib_lora_trainer.evaluate.dataset_pairs import caption_pairs, spread
-from lib_lora_trainer.evaluate.grid import make_grid
+from lib_lora_trainer.evaluate.grid import HEAD_H, TITLE_H, make_grid
 from lib_lora_trainer.evaluate.plan import EvalPlan, PlanError, novel_prompts, parse_sweeps
 from lib_lora_trainer.evaluate.scoring import EvalContext, ImageStatsScorer, colour_histogram
-from lib_lora_trainer.evaluate.verdict import decide
+from lib_lora_trainer.evaluate.verdict import MIN_CONCEPT, decide
 
 
 def solid(rgb, size=64):
@@ -31,10 +31,11 @@ def test_plan_rejects_bad_fields_by_name(tmp_path):
 def test_grid_has_one_cell_per_row_and_column():
     cells = [[solid((255, 0, 0)), None, solid((0, 0, 255))] for _ in range(4)]
     img = make_grid(["p1", "p2", "p3", "p4"], ["dataset", "w=0", "w=1"], cells, cell=100, title="t", label_width=200)
-    assert img.size == (200 + 3 * 100, 28 + 34 + 4 * 100)
+    top = TITLE_H + HEAD_H
+    assert img.size == (200 + 3 * 100, top + 4 * 100)
     arr = np.asarray(img)
-    assert tuple(arr[28 + 34 + 50, 200 + 50]) == (255, 0, 0)        # first column: red cell
-    assert tuple(arr[28 + 34 + 50, 200 + 250]) == (0, 0, 255)       # third column: blue cell
+    assert tuple(arr[top + 50, 200 + 50]) == (255, 0, 0)        # first column: red cell
+    assert tuple(arr[top + 50, 200 + 250]) == (0, 0, 255)       # third column: blue cell
     with pytest.raises(ValueError, match="shape"):
         make_grid(["p1"], ["a", "b"], [[solid((0, 0, 0))]])
 
@@ -62,6 +63,10 @@ def test_verdict_from_concept_scores():
              1.0: {"concept": 0.9, "prompt_following": 0.2}}
     v = decide(bossy, {})
     assert v.label == "over-trained" and v.recommended_weight == 0.5
+    # Rising well past the lift line, but only half there: not good (issue 14).
+    half = {0.0: {"concept": 0.13, "prompt_following": 0.55}, 1.0: {"concept": 0.46, "prompt_following": 0.53}}
+    v = decide(half, {})
+    assert v.label == "under-trained" and "partly learned" in v.reason and f"{MIN_CONCEPT:.2f}" in v.reason
 
 
 def test_verdict_from_image_statistics_alone():
