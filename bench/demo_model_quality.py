@@ -14,7 +14,7 @@ from lib_lora_trainer.demo.quality import prompt_following
 
 p = argparse.ArgumentParser()
 p.add_argument("--n", type=int, default=48)
-p.add_argument("--model", type=Path, help="an installed cartoon64 file (default: the shipped one)")
+p.add_argument("--model", type=Path, help="an installed cartoon128 file (default: the shipped one)")
 args = p.parse_args()
 start = time.perf_counter()
 with tempfile.TemporaryDirectory() as tmp:

@@ -1,11 +1,11 @@
 """`python -m lib_lora_trainer demo`, the README's main job, as a real subprocess: the shipped demo
 model trains a LoRA of a character it never saw, and the report proves it learned her.
 
-Thresholds come from measured runs (the run is deterministic: the same numbers every time here):
-concept at weight 0 = 0.137 (dataset prompts) / 0.121 (novel), at weight 1 = 0.477 / 0.449;
-prompt following on novel prompts 0.536 at weight 0, 0.527 at weight 1, where chance is about
-0.26. The thresholds keep about 40 % of the measured margins, so a better model or preset passes
-and a LoRA that learned nothing (lift ~0) or a model that ignores prompts (chance) fails.
+Thresholds come from measured runs (the run is deterministic: the same numbers every time here) of
+cartoon128: concept at weight 0 = 0.250 (dataset prompts) / 0.205 (novel), at weight 1 = 0.580 /
+0.536; prompt following on novel prompts 0.541 at weight 0, 0.517 at weight 1, where chance is
+about 0.31. The thresholds keep about 40 % of the measured margins, so a better model or preset
+passes and a LoRA that learned nothing (lift ~0) or a model that ignores prompts (chance) fails.
 """
 
 import json
@@ -16,12 +16,14 @@ import pytest
 from PIL import Image
 
 from lib_lora_trainer.demo.demo_model import SHIPPED_MODEL
+from lib_lora_trainer.evaluate.grid import CELL, HEAD_H, LABEL_WIDTH, TITLE_H
+from lib_lora_trainer.evaluate.verdict import MIN_CONCEPT
 
 pytestmark = pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="demo model not built")
 
 CONCEPT_LIFT = 0.2        # concept(weight 1) - concept(weight 0), on every prompt group (measured 0.33-0.34)
-CONCEPT_RATIO = 2.5       # concept(weight 1) / concept(weight 0) (measured 3.5-3.7)
-MIN_FOLLOWING = 0.4       # novel prompts' other attributes at weight 1 (measured 0.53; chance ~0.26)
+CONCEPT_RATIO = 1.8       # concept(weight 1) / concept(weight 0) (measured 2.3-2.6)
+MIN_FOLLOWING = 0.42      # novel prompts' other attributes at weight 1 (measured 0.52; chance ~0.31)
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +32,11 @@ def demo_run(tmp_path_factory):
     proc = subprocess.run([sys.executable, "-m", "lib_lora_trainer", "demo", "--out", str(out)],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out, proc.stdout, json.loads((out / "test" / "report.json").read_text())
+    return out, proc.stdout, json.loads((out / "test" / "report.json").read_text()), proc.stderr
 
 
 def test_demo_prints_where_everything_is(demo_run):
-    out, stdout, _ = demo_run
+    out, stdout, _, _ = demo_run
     for label in ("photos:", "LoRA:", "grid:", "report:", "preview:", "Verdict:", "which weight to use: "):
         assert label in stdout
     lora = out / "Lora" / "zyrette_v1.safetensors"
@@ -43,32 +45,47 @@ def test_demo_prints_where_everything_is(demo_run):
     assert sidecar["activation text"].startswith("zyrette")
 
 
+# What third-party libraries printed on every demo run before (issue 14); none of it a user can act on.
+THIRD_PARTY_NOISE = ("torchvision", "float32", "Warning", "warn(", "Loading pipeline components", "Loading weights",
+                     "it/s]")
+
+
+def test_demo_output_is_ours_alone(demo_run):
+    _, stdout, _, stderr = demo_run
+    for noise in THIRD_PARTY_NOISE:
+        assert noise not in stdout + stderr, (noise, stderr[-2000:])
+
+
 def test_demo_grid_has_a_cell_per_prompt_and_column(demo_run):
-    out, _, report = demo_run
+    out, _, report, _ = demo_run
     prompts, weights = report["plan"]["prompts"], report["plan"]["weights"]
     assert weights == [0.0, 0.5, 1.0] and len(prompts) == 6
     rows = [r for r in report["scores"] if r["sweep"] == "weights"]
     assert len(rows) == len(prompts) * len(weights)
     grid = Image.open(report["grids"]["weights"])
-    assert grid.width == 220 + 128 * (1 + len(weights)) and grid.height == 28 + 34 + 128 * len(prompts)
+    assert grid.width == LABEL_WIDTH + CELL * (1 + len(weights))
+    assert grid.height == TITLE_H + HEAD_H + CELL * len(prompts)
 
 
 def test_weight_zero_is_the_base_model_exactly(demo_run):
-    _, _, report = demo_run
+    _, _, report, _ = demo_run
     zero = [r for r in report["scores"] if r["sweep"] == "weights" and r["weight"] == 0.0]
     assert zero and all(r["equals_base"] for r in zero)
     assert all(r["change_vs_base"] == 0.0 for r in zero)
 
 
 def test_the_lora_teaches_the_character_and_keeps_following_prompts(demo_run):
-    _, _, report = demo_run
+    _, _, report, _ = demo_run
     assert report["identity"]["hair_colour"] == "pink" and report["identity"]["hair_style"] == "buns"
     for group in ("dataset", "novel"):
         s = report["summary"][group]
         assert s["1.0"]["concept"] - s["0.0"]["concept"] >= CONCEPT_LIFT, (group, s)
         assert s["1.0"]["concept"] >= CONCEPT_RATIO * s["0.0"]["concept"], (group, s)
     assert report["summary"]["novel"]["1.0"]["prompt_following"] >= MIN_FOLLOWING
-    assert report["verdict"]["label"] == "good"
-    # the verdict says good, so the ranking names a weight (it agrees with the verdict's lift line)
+    # "good" only when the character is fully there; cartoon128's LoRA (0.56 at best) is not (issue 14)
+    best = max((s["concept"] + report["summary"]["dataset"][w]["concept"]) / 2
+               for w, s in report["summary"]["novel"].items())
+    assert report["verdict"]["label"] == ("good" if best >= MIN_CONCEPT else "under-trained"), report["verdict"]
+    # past the lift line, so the ranking names a weight (it agrees with the verdict's lift line)
     ranking = report["ranking"]
     assert ranking["confident"] and ranking["sentence"].startswith("Use weight "), ranking["sentence"]

@@ -145,20 +145,20 @@ def test_prepare_and_check_say_their_resolution_and_go_stale_when_a_preset_chang
 
     new, _ = P.apply_preset("cpu-demo", names, list(form.values()))   # what the preset dropdown does
     after = dict(zip(names, new))
-    assert after["resolution"] == 64 and after["trigger"] == "zyrette"
-    assert "<b>64 px</b>" in D.recipe_note(after["resolution"], after["crop"])
+    assert after["resolution"] == 128 and after["trigger"] == "zyrette"
+    assert "<b>128 px</b>" in D.recipe_note(after["resolution"], after["crop"])
     stale = D.prepare_status(prepared, *recipe(after))
-    assert "Prepared" not in stale and "512 px" in stale and "Resolution 64 px" in stale and "Repeats 25" in stale
+    assert "Prepared" not in stale and "512 px" in stale and "Resolution 128 px" in stale and "Repeats 25" in stale
     assert "out of date" in stale and "Start training prepares its own copy" in stale
     stale_report = D.report_status(checked, after["trigger"], after["resolution"])
     assert stale_report.endswith(report) and "checked with Resolution 512 px" in stale_report
-    assert "Resolution 64 px" in stale_report and "Check dataset" in stale_report
+    assert "Resolution 128 px" in stale_report and "Check dataset" in stale_report
     # a new Prepare uses the new values and says so
     html64, prepared64 = D.run_prepare(str(ds), *recipe(after), tmp_path / "prepared")
-    assert "at <b>64 px</b>" in html64 and D.prepare_status(prepared64, *recipe(after)) == html64
+    assert "at <b>128 px</b>" in html64 and D.prepare_status(prepared64, *recipe(after)) == html64
     from PIL import Image
     pictures = sorted((tmp_path / "prepared" / "sample" / "img").glob("*/*.png"))
-    assert pictures and all(Image.open(p).size == (64, 64) for p in pictures)
+    assert pictures and all(Image.open(p).size == (128, 128) for p in pictures)
     assert D.prepare_status(None, *recipe(after)) is None and D.report_status(None, "x", 64) is None
 
 
@@ -188,7 +188,7 @@ def test_start_prepares_the_job_at_the_resolution_the_form_says_now(tmp_path):
             return Service()
 
     T.start(Host(), str(tmp_path / "photos"), "m", "cpu-demo", names, values)
-    assert got == {"folder": str(tmp_path / "photos"), "resolution": 64, "crop": "center"}
+    assert got == {"folder": str(tmp_path / "photos"), "resolution": 128, "crop": "center"}
 
 
 def test_load_the_sample_dataset_into_the_workspace(tmp_path):

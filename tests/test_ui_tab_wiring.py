@@ -79,4 +79,4 @@ def test_sample_then_prepare_then_a_preset_marks_the_prepared_copy_out_of_date(t
     on_recipe, dep = _event(blocks, cfg, "lora_trainer_cfg_resolution", "change")
     note, report, prepared = on_recipe("zyrette", new["class_token"], new["resolution"], new["crop"],
                                        new["repeats"], None, stamp)
-    assert "<b>64 px</b>" in note and "out of date" in prepared and "Resolution 64 px" in prepared
+    assert "<b>128 px</b>" in note and "out of date" in prepared and "Resolution 128 px" in prepared

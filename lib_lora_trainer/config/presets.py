@@ -210,11 +210,11 @@ _PRESETS = (
          "sample_sampler": "euler_a", "test_after_training": False},
         for_gpu=False),
     Preset(
-        "cpu-demo", "Demo model on CPU (cartoon64)",
-        "For the embedded demo model (cartoon64) on CPU; the automatic test makes the comparison grid and "
+        "cpu-demo", "Demo model on CPU (cartoon128)",
+        "For the embedded demo model (cartoon128) on CPU; the automatic test makes the comparison grid and "
         "the Lora card's preview.",
         ("sd1",),
-        {"repeats": 25, "epochs": 2, "batch_size": 4, "resolution": 64, "crop": "center", "enable_bucket": False,
+        {"repeats": 25, "epochs": 2, "batch_size": 4, "resolution": 128, "crop": "center", "enable_bucket": False,
          "network_dim": 8, "network_alpha": 8.0, "learning_rate": 5e-3, "noise_offset": 0.3, "lr_scheduler": "constant",
          "lr_warmup": 0, "optimizer": "AdamW", "mixed_precision": "no", "cache_latents": True,
          "gradient_checkpointing": False, "torch_compile": False, "max_data_loader_n_workers": 0,

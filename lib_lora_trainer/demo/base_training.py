@@ -1,7 +1,9 @@
-"""Train the demo model "cartoon64" from nothing: VAE, then UNet + text encoder, on the demo world.
+"""Train the demo model from nothing: VAE, then UNet + text encoder, on the demo world.
 
 Reproducible: every random draw comes from `seed` (data, init, noise, order), torch runs
 with deterministic algorithms on CPU, so the same seed and thread count give the same model.
+Resumable: with a checkpoint folder, a stopped build goes on from its last checkpoint and ends
+with the same weights as an uninterrupted one (random generator states are saved too).
 Held-out looks (pink hair, buns) never appear in the base model's data.
 """
 
@@ -11,6 +13,7 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,20 +31,23 @@ MAX_TOKENS = 77
 @dataclass
 class BaseTrainingPlan:
     seed: int = 1234
-    images: int = 12000
-    vae_steps: int = 1200
+    images: int = 16000
+    vae_steps: int = 2000
     vae_batch: int = 16
     vae_lr: float = 1e-3
-    unet_steps: int = 2500
+    unet_steps: int = 3000
     unet_batch: int = 32
     unet_lr: float = 1e-3
-    text_encoder_lr: float = 3e-4
+    text_encoder_lr: float = 5e-4
     warmup: int = 100
     caption_dropout: float = 0.1
-    noise_offset: float = 0.0   # per-channel constant added to the noise (see train_unet)
+    noise_offset: float = 0.3   # per-channel constant added to the noise (see train_unet)
+    min_snr_gamma: float = 5.0  # loss weight min(SNR, gamma) / SNR (0: off), see train_unet
     ema_decay: float = 0.998
     log_every: int = 100
-    continue_from: str = ""     # a cartoon64 file: keep its VAE, train its UNet + text encoder further
+    continue_from: str = ""     # a built demo model file: keep its VAE, train its UNet + text encoder further
+    checkpoint_dir: str = ""    # where a build saves its state, and resumes from when restarted
+    checkpoint_every: int = 200  # a multiple of log_every: a resumed build logs the same losses
 
 
 @dataclass
@@ -72,7 +78,7 @@ def tag_caption(p: Person, rng: random.Random) -> str:
 
 
 def make_corpus(n: int, seed: int) -> tuple[np.ndarray, list[list[str]], list[Person]]:
-    """n pictures (uint8, N x 64 x 64 x 3) with 3 captions each: one full sentence, two tag lists."""
+    """n pictures (uint8, N x 128 x 128 x 3) with 3 captions each: one full sentence, two tag lists."""
     rng = random.Random(seed)
     images = np.empty((n, model_arch.RESOLUTION, model_arch.RESOLUTION, 3), dtype=np.uint8)
     captions, people = [], []
@@ -95,7 +101,32 @@ def tokenize(texts: list[str]) -> torch.Tensor:
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+# --- checkpoints (resume) ------------------------------------------------------
+
+class Checkpoints:
+    """One file per stage in the plan's checkpoint folder, replaced atomically; no folder: no-op."""
+
+    def __init__(self, folder: str, every: int):
+        self.folder = Path(folder) if folder else None
+        self.every = every
+        if self.folder:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def load(self, stage: str) -> dict | None:
+        path = self.folder / f"{stage}.pt" if self.folder else None
+        return torch.load(path, weights_only=False) if path and path.is_file() else None
+
+    def due(self, step: int, total: int) -> bool:
+        return bool(self.folder) and ((step + 1) % self.every == 0 or step + 1 == total)
+
+    def save(self, stage: str, state: dict) -> None:
+        from lib_lora_trainer import atomic
+
+        with atomic.atomic_path(self.folder / f"{stage}.pt") as tmp:
+            torch.save(state, tmp)
 
 
 # --- training ----------------------------------------------------------------
@@ -108,9 +139,19 @@ def _lr_lambda(warmup: int, total: int):
     return f
 
 
-def train_vae(images: torch.Tensor, plan: BaseTrainingPlan, log: BaseTrainingLog, say=print):
+def _crops(images: np.ndarray, idx: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    full = images.shape[1]
+    if size >= full:
+        return to_tensor(images[idx.numpy()])
+    xy = torch.randint(0, full - size + 1, (len(idx), 2), generator=gen).tolist()
+    return to_tensor(np.stack([images[i, y:y + size, x:x + size] for i, (x, y) in zip(idx.tolist(), xy)]))
+
+
+def train_vae(images: np.ndarray, plan: BaseTrainingPlan, log: BaseTrainingLog, say=print, ckpt: Checkpoints | None = None):
+    """images: uint8 N x H x W x 3. Trains on random model_arch.VAE_CROP crops."""
     from diffusers import AutoencoderKL
 
+    ckpt = ckpt or Checkpoints("", 0)
     torch.manual_seed(plan.seed)
     vae = AutoencoderKL.from_config(model_arch.vae_config(1.0))
     opt = torch.optim.AdamW(vae.parameters(), lr=plan.vae_lr, weight_decay=0.0)
@@ -118,10 +159,19 @@ def train_vae(images: torch.Tensor, plan: BaseTrainingPlan, log: BaseTrainingLog
     gen = torch.Generator().manual_seed(plan.seed + 1)
     held = min(256, len(images) // 4)  # held back to measure reconstruction
     train = images[:-held]
-    running = []
-    for step in range(plan.vae_steps):
+    running, start = [], 0
+    state = ckpt.load("vae")
+    if state:
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        gen.set_state(state["gen"])
+        log.vae_loss[:] = state["loss_log"]
+        start = state["step"]
+        say(f"vae: resuming at step {start}")
+    for step in range(start, plan.vae_steps):
         idx = torch.randint(0, len(train), (plan.vae_batch,), generator=gen)
-        x = train[idx]
+        x = _crops(train, idx, model_arch.VAE_CROP, gen)
         posterior = vae.encode(x).latent_dist
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
         recon = vae.decode(z).sample
@@ -136,21 +186,25 @@ def train_vae(images: torch.Tensor, plan: BaseTrainingPlan, log: BaseTrainingLog
             log.vae_loss.append((step + 1, round(float(np.mean(running)), 5)))
             say(f"vae step {step + 1}/{plan.vae_steps} loss {np.mean(running):.4f}")
             running = []
+        if ckpt.due(step, plan.vae_steps):
+            ckpt.save("vae", {"step": step + 1, "model": vae.state_dict(), "opt": opt.state_dict(),
+                              "sched": sched.state_dict(), "gen": gen.get_state(), "loss_log": list(log.vae_loss)})
     vae.eval()
     with torch.no_grad():
-        test = images[-held:]
-        recon = vae.decode(vae.encode(test).latent_dist.mean).sample
+        test = to_tensor(images[-held:])
+        recon = torch.cat([vae.decode(vae.encode(test[i:i + 32]).latent_dist.mean).sample for i in range(0, held, 32)])
         log.vae_reconstruction_l1 = round(float((recon - test).abs().mean() / 2), 5)
     return vae
 
 
 @torch.no_grad()
-def encode_latents(vae, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    return torch.cat([vae.encode(images[i:i + batch]).latent_dist.mean for i in range(0, len(images), batch)])
+def encode_latents(vae, images: np.ndarray, batch: int = 64) -> torch.Tensor:
+    """uint8 N x H x W x 3 -> latent means (unscaled)."""
+    return torch.cat([vae.encode(to_tensor(images[i:i + batch])).latent_dist.mean for i in range(0, len(images), batch)])
 
 
 def train_unet(latents: torch.Tensor, token_ids: torch.Tensor, plan: BaseTrainingPlan, log: BaseTrainingLog,
-               say=print, unet=None, text_encoder=None):
+               say=print, unet=None, text_encoder=None, ckpt: Checkpoints | None = None):
     """latents: N x 4 x 16 x 16 (already scaled); token_ids: N x K x 77 (K captions per picture)."""
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -171,10 +225,24 @@ def train_unet(latents: torch.Tensor, token_ids: torch.Tensor, plan: BaseTrainin
     empty = tokenize([""])[0]
     alphas = noise_scheduler.alphas_cumprod
     gen = torch.Generator().manual_seed(plan.seed + 3)
-    running = []
+    snr = alphas / (1 - alphas)
+    running, start = [], 0
+    ckpt = ckpt or Checkpoints("", 0)
+    state = ckpt.load("unet")
+    if state:
+        unet.load_state_dict(state["unet"])
+        text_encoder.load_state_dict(state["text_encoder"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        gen.set_state(state["gen"])
+        for e, saved in zip(ema, state["ema"]):
+            e.copy_(saved)
+        log.unet_loss[:] = state["loss_log"]
+        start = state["step"]
+        say(f"unet: resuming at step {start}")
     unet.train()
     text_encoder.train()
-    for step in range(plan.unet_steps):
+    for step in range(start, plan.unet_steps):
         idx = torch.randint(0, len(latents), (plan.unet_batch,), generator=gen)
         which = torch.randint(0, token_ids.shape[1], (plan.unet_batch,), generator=gen)
         ids = token_ids[idx, which].clone()
@@ -193,7 +261,12 @@ def train_unet(latents: torch.Tensor, token_ids: torch.Tensor, plan: BaseTrainin
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         cond = text_encoder(ids)[0]
         pred = unet(xt, t, cond).sample
-        loss = F.mse_loss(pred, noise)
+        loss = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+        if plan.min_snr_gamma:
+            # Min-SNR weighting (Hang et al. 2023): the nearly clean timesteps, where the noise is
+            # easy to tell and the picture's layout and colours are already decided, weigh less.
+            loss = loss * (snr[t].clamp(max=plan.min_snr_gamma) / snr[t])
+        loss = loss.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(live, 1.0)
@@ -208,6 +281,10 @@ def train_unet(latents: torch.Tensor, token_ids: torch.Tensor, plan: BaseTrainin
             log.unet_loss.append((step + 1, round(float(np.mean(running)), 5)))
             say(f"unet step {step + 1}/{plan.unet_steps} loss {np.mean(running):.4f}")
             running = []
+        if ckpt.due(step, plan.unet_steps):
+            ckpt.save("unet", {"step": step + 1, "unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
+                               "opt": opt.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state(),
+                               "ema": ema, "loss_log": list(log.unet_loss)})
     with torch.no_grad():
         for e, p in zip(ema, live):
             p.copy_(e)
@@ -223,7 +300,8 @@ def train_base_model(plan: BaseTrainingPlan, say=print):
     assert "pink" in HELD_OUT["hair_colour"] and set(ATTRIBUTES)  # the recipe depends on the held-out looks
     t0 = time.perf_counter()
     images, captions, _ = make_corpus(plan.images, plan.seed)
-    pixels = to_tensor(images)
+    pixels = images
+    ckpt = Checkpoints(plan.checkpoint_dir, plan.checkpoint_every)
     token_ids = torch.stack([tokenize(c) for c in captions])
     log.seconds["data"] = round(time.perf_counter() - t0, 1)
     say(f"corpus: {plan.images} pictures, {log.seconds['data']} s")
@@ -243,7 +321,7 @@ def train_base_model(plan: BaseTrainingPlan, say=print):
         latents = encode_latents(vae, pixels) * log.scaling_factor
         say(f"continuing from {plan.continue_from}: its VAE (scaling factor {log.scaling_factor}) is kept")
     else:
-        vae = train_vae(pixels, plan, log, say)
+        vae = train_vae(pixels, plan, log, say, ckpt)
         raw = encode_latents(vae, pixels)
         # SD's convention: latents * scaling_factor have unit variance.
         log.scaling_factor = round(float(1.0 / raw.std()), 5)
@@ -253,6 +331,6 @@ def train_base_model(plan: BaseTrainingPlan, say=print):
     log.seconds["vae"] = round(time.perf_counter() - t0, 1)
 
     t0 = time.perf_counter()
-    unet, text_encoder = train_unet(latents, token_ids, plan, log, say, unet, text_encoder)
+    unet, text_encoder = train_unet(latents, token_ids, plan, log, say, unet, text_encoder, ckpt)
     log.seconds["unet"] = round(time.perf_counter() - t0, 1)
     return unet, vae, text_encoder, log

@@ -17,6 +17,7 @@ from lib_lora_trainer.dataset.check import check_dataset
 from lib_lora_trainer.dataset.report_text import render_report
 
 from .demo_model import install_demo_model
+from .model_arch import RESOLUTION
 from .sample_dataset import DEMO_CLASS, DEMO_TRIGGER, write_sample_dataset
 
 DEMO_PRESET = "cpu-demo"
@@ -44,11 +45,11 @@ def run_demo(args: argparse.Namespace) -> int:
     _step(1, f"dataset check: photos of '{DEMO_TRIGGER}' with the mistakes real folders have")
     t = time.perf_counter()
     photos = write_sample_dataset(out / "photos")
-    report = check_dataset(photos, 64, DEMO_TRIGGER)
+    report = check_dataset(photos, RESOLUTION, DEMO_TRIGGER)
     sys.stdout.write(render_report(report))
     timings["check"] = time.perf_counter() - t
 
-    _step(2, "job: prepare (fix, crop, resize to 64 px), then train with the builtin engine")
+    _step(2, f"job: prepare (fix, crop, resize to {RESOLUTION} px), then train with the builtin engine")
     t = time.perf_counter()
     model = install_demo_model(out / "models")
     job = _train(out, photos, model)

@@ -1,6 +1,6 @@
 """The shipped demo model: where it is, how it is installed for use, how it is (re)built.
 
-The repository carries only the weights (`assets/cartoon64.safetensors`, fp16, LDM names as
+The repository carries only the weights (`assets/cartoon128.safetensors`, fp16, LDM names as
 an A1111 checkpoint) and the training card. Everything else a loader needs is written from
 code next to an installed copy: `<stem>.config/` (diffusers configs + tokenizer, used by our
 loader) and `<stem>.yaml` + `<stem>.text_encoder/` (A1111's per-checkpoint LDM config).
@@ -23,7 +23,7 @@ from lib_lora_trainer.tokenizer.clip_bpe import write_pretrained_tokenizer
 from . import model_arch
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-MODEL_NAME = "cartoon64"
+MODEL_NAME = "cartoon128"
 SHIPPED_MODEL = ASSETS / f"{MODEL_NAME}.safetensors"
 SHIPPED_CARD = ASSETS / f"{MODEL_NAME}.card.json"
 SCALING_KEY = "lora_trainer.scaling_factor"

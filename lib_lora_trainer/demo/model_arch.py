@@ -1,38 +1,43 @@
-"""Architecture of the demo model "cartoon64": Stable Diffusion 1 layout, 64 px, ~2.7 M parameters.
+"""Architecture of the demo model "cartoon128": SD1.5's block layout, narrower, 128 px.
 
-Same component types as SD1.5 (AutoencoderKL, UNet2DConditionModel with cross-attention,
-CLIPTextModel with the real CLIP tokenizer and vocabulary), only narrower. Every width is a
-multiple of 32 because LDM code (A1111, sd-scripts) hard-codes GroupNorm(32): the file then
-also loads through A1111 with the `.yaml` written beside it.
-The VAE downsamples 4x (not 8x) so a 64 px picture has 16x16 latents: enough room for eyes.
+Same component types and block layout as SD1.5, so a host handles it like an SD1.5 checkpoint:
+a UNet with 4 levels of 2 resnets (CrossAttnDownBlock x3 + DownBlock, mirrored up blocks with 3,
+transformer depth 1), a VAE with 3 downsamples (factor 8, 4 latent channels), a CLIP text encoder
+with the real tokenizer and vocabulary. A1111 converts LoRA module names assuming exactly this
+layout (2 resnets per level) and a VAE factor of 8: cartoon128 (1 resnet, factor 4) got 66 of 102
+LoRA modules applied there and half-size pictures.
+Every width is a multiple of 32 because LDM code (A1111, sd-scripts) hard-codes GroupNorm(32).
 """
 
 from __future__ import annotations
 
 from lib_lora_trainer.models.tiny import TINY_TEXT_ENCODER
 
-RESOLUTION = 64
-LATENT_SIZE = 16
+RESOLUTION = 128
+LATENT_SIZE = 16  # 128 / 8
+# The VAE trains on random 64 px crops: at 128 px a step costs 7x as much on CPU, and a
+# convolutional autoencoder does not care where in the picture a crop comes from.
+VAE_CROP = 64
 
 UNET = {
     "_class_name": "UNet2DConditionModel",
     "act_fn": "silu",
     "attention_head_dim": 4,  # diffusers' legacy name for the number of heads (LDM num_heads)
-    "block_out_channels": [32, 64, 64],
+    "block_out_channels": [32, 64, 96, 96],  # on CPU the 2 deepest levels cost ~nothing more at 96
     "center_input_sample": False,
     "cross_attention_dim": 64,
-    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
     "downsample_padding": 1,
     "flip_sin_to_cos": True,
     "freq_shift": 0,
     "in_channels": 4,
-    "layers_per_block": 1,
+    "layers_per_block": 2,
     "mid_block_scale_factor": 1,
     "norm_eps": 1e-05,
     "norm_num_groups": 32,
     "out_channels": 4,
     "sample_size": LATENT_SIZE,
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
 }
 
 
@@ -40,8 +45,8 @@ def vae_config(scaling_factor: float) -> dict:
     return {
         "_class_name": "AutoencoderKL",
         "act_fn": "silu",
-        "block_out_channels": [32, 32, 64],
-        "down_block_types": ["DownEncoderBlock2D"] * 3,
+        "block_out_channels": [32, 32, 64, 64],
+        "down_block_types": ["DownEncoderBlock2D"] * 4,
         "force_upcast": False,
         "in_channels": 3,
         "latent_channels": 4,
@@ -50,7 +55,7 @@ def vae_config(scaling_factor: float) -> dict:
         "out_channels": 3,
         "sample_size": RESOLUTION,
         "scaling_factor": scaling_factor,
-        "up_block_types": ["UpDecoderBlock2D"] * 3,
+        "up_block_types": ["UpDecoderBlock2D"] * 4,
     }
 
 
@@ -66,7 +71,7 @@ def overrides(scaling_factor: float) -> dict[str, dict]:
 def ldm_yaml(scaling_factor: float, text_encoder_dir: str) -> str:
     """A1111's per-checkpoint config (`<name>.yaml` beside the file): SD1's v1-inference.yaml
     with these widths. `text_encoder_dir` holds config.json and the tokenizer files."""
-    return f"""# LDM config for A1111: the cartoon64 demo model (widths of model_arch.py).
+    return f"""# LDM config for A1111: the cartoon128 demo model (widths of model_arch.py).
 model:
   base_learning_rate: 1.0e-04
   target: ldm.models.diffusion.ddpm.LatentDiffusion
@@ -92,9 +97,9 @@ model:
         in_channels: 4
         out_channels: 4
         model_channels: {UNET["block_out_channels"][0]}
-        attention_resolutions: [1, 2]
+        attention_resolutions: [4, 2, 1]
         num_res_blocks: {UNET["layers_per_block"]}
-        channel_mult: [1, 2, 2]
+        channel_mult: [1, 2, 3, 3]
         num_heads: {UNET["attention_head_dim"]}
         use_spatial_transformer: True
         transformer_depth: 1
@@ -113,7 +118,7 @@ model:
           in_channels: 3
           out_ch: 3
           ch: 32
-          ch_mult: [1, 1, 2]
+          ch_mult: [1, 1, 2, 2]
           num_res_blocks: 1
           attn_resolutions: []
           dropout: 0.0

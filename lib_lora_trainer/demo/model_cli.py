@@ -13,9 +13,9 @@ from .demo_model import ASSETS, MODEL_NAME, SHIPPED_MODEL, install_demo_model, s
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo-model", help="build or install the embedded demo model (cartoon64)")
+    p = sub.add_parser("demo-model", help="build or install the embedded demo model (cartoon128)")
     verbs = p.add_subparsers(dest="verb", required=True)
-    b = verbs.add_parser("build", help="train the demo model from nothing (CPU: about 25 min on 2 cores)")
+    b = verbs.add_parser("build", help="train the demo model from nothing (about 85 min on 2 CPU cores; with --checkpoint-dir a stopped build resumes)")
     b.add_argument("--out", type=Path, default=ASSETS, help=f"folder for {MODEL_NAME}.safetensors and its card")
     for f in fields(BaseTrainingPlan):
         b.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=run_scorer)
     i = verbs.add_parser("install", help="copy the shipped model into a models folder with its config files")
     i.add_argument("models_dir", type=Path)
-    i.add_argument("--source", type=Path, default=SHIPPED_MODEL, help="a built cartoon64 file (default: the shipped one)")
+    i.add_argument("--source", type=Path, default=SHIPPED_MODEL, help="a built cartoon128 file (default: the shipped one)")
     i.set_defaults(func=lambda a: print(install_demo_model(a.models_dir, a.source)) or 0)
 
 

@@ -135,14 +135,18 @@ def fill_field(page, name: str, value: str, ui: HostUI = A1111_UI) -> None:
     box.press("Tab")
 
 
-def txt2img(url: str, prompt: str, seed: int = 7, size: int = 128, steps: int = 8, ui: HostUI = A1111_UI):
+def txt2img(url: str, prompt: str, seed: int = 7, size: int = 128, steps: int = 8, ui: HostUI = A1111_UI,
+            extra: dict | None = None, with_info: bool = False):
+    """One picture from the host's API (Euler a, CFG 7 unless `extra` says otherwise); with_info:
+    (picture, the response's info as a dict)."""
     from PIL import Image
 
     status, body = a1111_host.request_json(f"{url}/sdapi/v1/txt2img", {
         "prompt": prompt, "seed": seed, "steps": steps, "width": size, "height": size, "batch_size": 1,
-        "sampler_name": "Euler a", "cfg_scale": 7, **ui.txt2img_payload}, timeout_s=900)
+        "sampler_name": "Euler a", "cfg_scale": 7, **ui.txt2img_payload, **(extra or {})}, timeout_s=900)
     assert status == 200, body
-    return Image.open(io.BytesIO(base64.b64decode(body["images"][0]))).convert("RGB")
+    image = Image.open(io.BytesIO(base64.b64decode(body["images"][0]))).convert("RGB")
+    return (image, json.loads(body.get("info") or "{}")) if with_info else image
 
 
 def mean_abs_diff(a, b) -> float:

@@ -3,7 +3,7 @@
     <trainer python> tests/host/random_sd15.py OUT.safetensors --ldm-yaml <A1111>/configs/v1-inference.yaml
 
 Runs in the trainer's Python (diffusers + transformers). Beside OUT it writes what a loader
-needs offline, as the demo model's installer does for cartoon64:
+needs offline, as the demo model's installer does for cartoon128:
   <stem>.text_encoder/  CLIP-L config.json + tokenizer files (save_pretrained layout, no weights:
                         the weights are in the checkpoint)
   <stem>.yaml           A1111's v1-inference.yaml with cond_stage_config.params.version = that folder

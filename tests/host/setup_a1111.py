@@ -70,7 +70,7 @@ OPENAI_CLIP = "openai-clip==1.0.1"
 VENV_STAMP = ".lora_trainer_host_setup.json"
 DEFAULT_EXTENSION_NAME = "sd-webui-lora-trainer"
 RANDOM_SD15 = "sd15-random.safetensors"
-DEMO_MODEL = "cartoon64.safetensors"
+DEMO_MODEL = "cartoon128.safetensors"
 # Names never copied into <a1111>/extensions with --copy-extension (relative to the extension root).
 COPY_IGNORED = {".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".deps", "data", "out", "bench/out",
                 "tests/ui/artifacts", "tests/artifacts"}
@@ -442,7 +442,7 @@ def smoke(a1111: Path, port: int, paths: dict, trainer_python: Path, sd_scripts:
         has_tab = status == 200 and "Train LoRA" in json.dumps(body)
         say(f"smoke: GET /config -> {status}, Train LoRA tab {'present' if has_tab else 'MISSING'}")
         ok &= has_tab
-        ok &= txt2img(host, "demo model", {"width": 128, "height": 128, "steps": 4}, "cartoon64")
+        ok &= txt2img(host, "demo model", {"width": 128, "height": 128, "steps": 4}, "cartoon128")
         if sd15:  # the random full-size SD1.5 through its .yaml (A1111 switches models, then back)
             ok &= txt2img(host, "random SD1.5", {"width": 64, "height": 64, "steps": 1,
                                                  "override_settings": {"sd_model_checkpoint": "sd15-random"}},

@@ -53,7 +53,7 @@ def host(tmp_path):
     port = a1111_host.free_port()
     argv, env = a1111_host.start_command(
         A1111, port=port, ckpt_dir=models / "Stable-diffusion", lora_dir=lora_dir,
-        ckpt=models / "Stable-diffusion" / "cartoon64.safetensors", data_dir=tmp_path / "data",
+        ckpt=models / "Stable-diffusion" / "cartoon128.safetensors", data_dir=tmp_path / "data",
         trainer_python=TRAINER_PYTHON, sd_scripts=SD_SCRIPTS, settings_dir=tmp_path / "settings")
     (tmp_path / "settings").mkdir()
     proc = a1111_host.A1111Process(argv, env, cwd=A1111, log_path=tmp_path / "a1111.log")
@@ -66,9 +66,8 @@ def host(tmp_path):
 
 def test_first_day_builtin_engine_on_the_demo_model(browser, host):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    first_day(page, host, ui=A1111_UI, name="zyrette_host", engine="builtin", checkpoint="cartoon64",
-              preset="cpu-demo", fields={}, steps_min=200, test_grid=True, size=64, tag="a1111-builtin",
-              render_size=128)  # A1111's VAE factor is 8, cartoon64's 4: 128 asked gives 64 px
+    first_day(page, host, ui=A1111_UI, name="zyrette_host", engine="builtin", checkpoint="cartoon128",
+              preset="cpu-demo", fields={}, steps_min=200, test_grid=True, size=128, tag="a1111-builtin")
 
 
 @pytest.mark.skipif(not (SD_SCRIPTS and SD15), reason="needs LORA_TRAINER_TEST_SD_SCRIPTS and LORA_TRAINER_TEST_SD15")

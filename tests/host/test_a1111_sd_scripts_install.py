@@ -45,7 +45,7 @@ def host(tmp_path):
     port = a1111_host.free_port()
     argv, env = a1111_host.start_command(
         A1111, port=port, ckpt_dir=models / "Stable-diffusion", lora_dir=tmp_path / "Lora",
-        ckpt=models / "Stable-diffusion" / "cartoon64.safetensors", data_dir=tmp_path / "data",
+        ckpt=models / "Stable-diffusion" / "cartoon128.safetensors", data_dir=tmp_path / "data",
         trainer_python=TRAINER_PYTHON, settings_dir=settings)
     with a1111_host.A1111Process(argv, env, cwd=A1111, log_path=tmp_path / "a1111.log") as proc:
         print(f"\nA1111: {proc.wait_ready(timeout_s=600)}")
