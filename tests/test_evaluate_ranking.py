@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib_lora_trainer.evaluate.grid import MARK, make_grid
+from lib_lora_trainer.evaluate.grid import HEAD_H, MARK, make_grid
 from lib_lora_trainer.evaluate.ranking import KEEP_DIVERSITY, KEEP_FOLLOWING, NEAR, Cell, cells_from_scores, rank
 
 CKPTS = ("z-000001.safetensors", "z-000002.safetensors", "z.safetensors")
@@ -132,7 +132,7 @@ def test_cells_from_the_checkpoint_sweep_or_else_the_weight_sweep():
 def test_grid_frames_the_marked_cell_only():
     red = Image.new("RGB", (16, 16), (200, 0, 0))
     img = np.asarray(make_grid(["p"], ["w=0", "w=1"], [[red, red]], cell=64, label_width=100, marked=frozenset({(0, 1)})))
-    top = 34  # no title: the column header's height
+    top = HEAD_H  # no title: the column header's height
     assert tuple(img[top + 1, 100 + 64 + 30]) == MARK      # frame of cell (0, 1)
     assert tuple(img[top + 1, 100 + 30]) != MARK           # cell (0, 0) is not framed
     assert tuple(img[top + 32, 100 + 64 + 32]) == (200, 0, 0)
