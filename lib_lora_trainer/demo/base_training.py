@@ -122,11 +122,25 @@ class Checkpoints:
     def due(self, step: int, total: int) -> bool:
         return bool(self.folder) and ((step + 1) % self.every == 0 or step + 1 == total)
 
-    def save(self, stage: str, state: dict) -> None:
+    def save(self, stage: str, step: int, opt, sched, gen: torch.Generator, loss_log: list, **modules) -> None:
+        """The state both stages share (step, optimizer, schedule, generator, loss log) + theirs."""
         from lib_lora_trainer import atomic
 
+        state = {"step": step, "opt": opt.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state(),
+                 "loss_log": list(loss_log), **modules}
         with atomic.atomic_path(self.folder / f"{stage}.pt") as tmp:
             torch.save(state, tmp)
+
+    def restore(self, stage: str, opt, sched, gen: torch.Generator, loss_log: list) -> dict | None:
+        """Puts the shared state back (loss_log in place); returns the whole state for the stage's own
+        parts, or None when there is no checkpoint."""
+        state = self.load(stage)
+        if state:
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            gen.set_state(state["gen"])
+            loss_log[:] = state["loss_log"]
+        return state
 
 
 # --- training ----------------------------------------------------------------
@@ -160,13 +174,9 @@ def train_vae(images: np.ndarray, plan: BaseTrainingPlan, log: BaseTrainingLog, 
     held = min(256, len(images) // 4)  # held back to measure reconstruction
     train = images[:-held]
     running, start = [], 0
-    state = ckpt.load("vae")
+    state = ckpt.restore("vae", opt, sched, gen, log.vae_loss)
     if state:
         vae.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        gen.set_state(state["gen"])
-        log.vae_loss[:] = state["loss_log"]
         start = state["step"]
         say(f"vae: resuming at step {start}")
     for step in range(start, plan.vae_steps):
@@ -187,8 +197,7 @@ def train_vae(images: np.ndarray, plan: BaseTrainingPlan, log: BaseTrainingLog, 
             say(f"vae step {step + 1}/{plan.vae_steps} loss {np.mean(running):.4f}")
             running = []
         if ckpt.due(step, plan.vae_steps):
-            ckpt.save("vae", {"step": step + 1, "model": vae.state_dict(), "opt": opt.state_dict(),
-                              "sched": sched.state_dict(), "gen": gen.get_state(), "loss_log": list(log.vae_loss)})
+            ckpt.save("vae", step + 1, opt, sched, gen, log.vae_loss, model=vae.state_dict())
     vae.eval()
     with torch.no_grad():
         test = to_tensor(images[-held:])
@@ -228,16 +237,12 @@ def train_unet(latents: torch.Tensor, token_ids: torch.Tensor, plan: BaseTrainin
     snr = alphas / (1 - alphas)
     running, start = [], 0
     ckpt = ckpt or Checkpoints("", 0)
-    state = ckpt.load("unet")
+    state = ckpt.restore("unet", opt, sched, gen, log.unet_loss)
     if state:
         unet.load_state_dict(state["unet"])
         text_encoder.load_state_dict(state["text_encoder"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        gen.set_state(state["gen"])
         for e, saved in zip(ema, state["ema"]):
             e.copy_(saved)
-        log.unet_loss[:] = state["loss_log"]
         start = state["step"]
         say(f"unet: resuming at step {start}")
     unet.train()
@@ -282,9 +287,8 @@ def train_unet(latents: torch.Tensor, token_ids: torch.Tensor, plan: BaseTrainin
             say(f"unet step {step + 1}/{plan.unet_steps} loss {np.mean(running):.4f}")
             running = []
         if ckpt.due(step, plan.unet_steps):
-            ckpt.save("unet", {"step": step + 1, "unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
-                               "opt": opt.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state(),
-                               "ema": ema, "loss_log": list(log.unet_loss)})
+            ckpt.save("unet", step + 1, opt, sched, gen, log.unet_loss, unet=unet.state_dict(),
+                      text_encoder=text_encoder.state_dict(), ema=ema)
     with torch.no_grad():
         for e, p in zip(ema, live):
             p.copy_(e)
