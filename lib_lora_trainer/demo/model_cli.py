@@ -25,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=99)
     s.add_argument("--examples", type=int, default=20000)
     s.add_argument("--steps", type=int, default=2000)
+    s.add_argument("--round-trip-examples", type=int, default=0,
+                   help="examples sent through the demo model's VAE and back (0: drawn pictures only)")
+    s.add_argument("--model", type=Path, default=SHIPPED_MODEL, help="the demo model whose VAE makes the round trips")
     s.set_defaults(func=run_scorer)
     i = verbs.add_parser("install", help="copy the shipped model into a models folder with its config files")
     i.add_argument("models_dir", type=Path)
@@ -54,11 +57,21 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_scorer(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .round_trip import load_vae
     from .scorer import save_reader, train_reader
 
-    model, log = train_reader(seed=args.seed, examples=args.examples, steps=args.steps,
-                              say=lambda m: print(m, flush=True))
-    path = save_reader(model, args.out / "scorer.safetensors", {"seed": log.seed, "steps": log.steps})
+    vae = None
+    if args.round_trip_examples:
+        with tempfile.TemporaryDirectory() as tmp:
+            vae = load_vae(install_demo_model(Path(tmp), args.model))
+    model, log = train_reader(seed=args.seed, examples=args.examples, steps=args.steps, vae=vae,
+                              round_trip_examples=args.round_trip_examples, say=lambda m: print(m, flush=True))
+    log.round_trip_model = f"{args.model.name} ({args.model.stat().st_size} bytes)" if vae is not None else ""
+    path = save_reader(model, args.out / "scorer.safetensors", {"seed": log.seed, "steps": log.steps,
+                                                                "round_trip_examples": log.round_trip_examples})
     (args.out / "scorer.card.json").write_text(json.dumps(asdict(log), indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {path}: accuracy on fresh pictures {log.accuracy} in {log.seconds} s")
+    print(f"wrote {path} in {log.seconds} s: accuracy on fresh pictures {log.accuracy}, "
+          f"through the VAE and back {log.accuracy_round_trip}")
     return 0

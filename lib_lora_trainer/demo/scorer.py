@@ -1,7 +1,8 @@
 """The demo world's attribute reader: a small CNN that reads every attribute off a 64 px picture.
 
-It is trained on procedural pictures of the whole world (held-out looks included, blurred and
-noised so generated pictures are read fairly), so it can tell whether a generated picture shows
+It is trained on procedural pictures of the whole world (held-out looks included), blurred and
+noised, and on pictures sent through the demo model's VAE and back (what a generated picture looks
+like at best), so generated pictures are read fairly; it can tell whether a generated picture shows
 the demo character and whether it follows the rest of the prompt. Scores are probabilities the
 reader gives to the wanted values, averaged: 0..1, chance is 1/len(values) per attribute.
 """
@@ -46,15 +47,15 @@ class AttributeReader(nn.Module):
 
 def to_batch(images) -> torch.Tensor:
     """PIL images (any size, resized to 64) or uint8 arrays -> N x 3 x 64 x 64 in [-1, 1]."""
-    arrays = []
-    for im in images:
-        if isinstance(im, Image.Image):
-            im = im.convert("RGB")
-            if im.size != (SIZE, SIZE):
-                im = im.resize((SIZE, SIZE), Image.Resampling.LANCZOS)
-            im = np.asarray(im)
-        arrays.append(np.asarray(im, dtype=np.uint8))
+    arrays = [at_reader_size(im) if isinstance(im, Image.Image) else np.asarray(im, dtype=np.uint8) for im in images]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def at_reader_size(im: Image.Image) -> np.ndarray:
+    im = im.convert("RGB")
+    if im.size != (SIZE, SIZE):
+        im = im.resize((SIZE, SIZE), Image.Resampling.LANCZOS)
+    return np.asarray(im, dtype=np.uint8)
 
 
 # --- training ----------------------------------------------------------------
@@ -80,20 +81,48 @@ def make_examples(n: int, seed: int) -> tuple[np.ndarray, dict[str, np.ndarray]]
     return images, labels
 
 
+def make_round_trip_examples(n: int, seed: int, vae) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """People drawn at the demo model's size, through its VAE and back, reduced to the reader's size
+    the way generated pictures are."""
+    from .model_arch import RESOLUTION
+    from .round_trip import vae_round_trip
+
+    rng = random.Random(seed)
+    people = [random_person(rng, include_held_out=True) for _ in range(n)]
+    images = np.empty((n, SIZE, SIZE, 3), dtype=np.uint8)
+    for start in range(0, n, 256):  # in slices: 128 px pictures of all n would not need to be held at once
+        drawn = [render(p, RESOLUTION, seed=seed * 7919 + start + i) for i, p in enumerate(people[start:start + 256])]
+        back = vae_round_trip(vae, drawn)
+        images[start:start + len(back)] = np.stack([at_reader_size(im) for im in back])
+    labels = {name: np.array([values.index(getattr(p, name)) for p in people], dtype=np.int64)
+              for name, values in ATTRIBUTES.items()}
+    return images, labels
+
+
 @dataclass
 class ScorerTrainingLog:
     seed: int
     examples: int
     steps: int
+    round_trip_examples: int = 0
+    round_trip_model: str = ""
     seconds: float = 0.0
-    accuracy: dict = field(default_factory=dict)  # attribute -> accuracy on fresh pictures
+    accuracy: dict = field(default_factory=dict)             # attribute -> accuracy on fresh drawn pictures
+    accuracy_round_trip: dict = field(default_factory=dict)  # ... on fresh pictures through the VAE and back
 
 
-def train_reader(seed: int = 99, examples: int = 20000, steps: int = 2500, batch: int = 64,
-                 say=print) -> tuple[AttributeReader, ScorerTrainingLog]:
+def train_reader(seed: int = 99, examples: int = 20000, steps: int = 2500, batch: int = 64, vae=None,
+                 round_trip_examples: int = 0, say=print) -> tuple[AttributeReader, ScorerTrainingLog]:
+    """With a demo model's `vae`, `round_trip_examples` of the examples go through it and back."""
     start = time.perf_counter()
     torch.manual_seed(seed)
+    round_trip_examples = round_trip_examples if vae is not None else 0
     images, labels = make_examples(examples, seed)
+    if round_trip_examples:
+        rt_images, rt_labels = make_round_trip_examples(round_trip_examples, seed + 2, vae)
+        images = np.concatenate([images, rt_images])
+        labels = {k: np.concatenate([labels[k], rt_labels[k]]) for k in labels}
+        say(f"scorer: {round_trip_examples} round-trip examples in {time.perf_counter() - start:.0f} s")
     x_all = to_batch(images)
     y_all = {k: torch.from_numpy(v) for k, v in labels.items()}
     model = AttributeReader()
@@ -112,13 +141,17 @@ def train_reader(seed: int = 99, examples: int = 20000, steps: int = 2500, batch
         if (step + 1) % 250 == 0:
             say(f"scorer step {step + 1}/{steps} loss {loss.item():.3f}")
     model.eval()
-    log = ScorerTrainingLog(seed=seed, examples=examples, steps=steps)
-    test_images, test_labels = make_examples(1000, seed + 1)
-    probs = read_probabilities(model, test_images)
-    log.accuracy = {k: round(float((probs[k].argmax(1) == torch.from_numpy(test_labels[k])).float().mean()), 4)
-                    for k in ATTRIBUTES}
+    log = ScorerTrainingLog(seed=seed, examples=examples, steps=steps, round_trip_examples=round_trip_examples)
+    log.accuracy = _accuracy(model, *make_examples(1000, seed + 1))
+    if vae is not None:
+        log.accuracy_round_trip = _accuracy(model, *make_round_trip_examples(1000, seed + 3, vae))
     log.seconds = round(time.perf_counter() - start, 1)
     return model, log
+
+
+def _accuracy(model: AttributeReader, images: np.ndarray, labels: dict[str, np.ndarray]) -> dict[str, float]:
+    probs = read_probabilities(model, images)
+    return {k: round(float((probs[k].argmax(1) == torch.from_numpy(labels[k])).float().mean()), 4) for k in ATTRIBUTES}
 
 
 # --- reading -------------------------------------------------------------------
