@@ -11,7 +11,26 @@ for p in (str(ROOT), str(ROOT / "tests")):
 # No telemetry calls from gradio: this machine (and CI) has no network beyond package registries.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+# Every process the tests start carries this session's tag: process_guard.py finds the ones left running.
+os.environ["LORA_TRAINER_TEST_SESSION"] = str(os.getpid())
+
 import pytest  # noqa: E402
+
+from process_guard import strays  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_new_stray_processes(request):
+    """Warn, naming the test, when a test leaves a detached process running (CI's timed browser test
+    once ran several times slower behind one)."""
+    before = set(strays())
+    yield
+    left = {pid: cmd for pid, cmd in strays().items() if pid not in before}
+    if left:
+        import warnings
+
+        warnings.warn(f"{request.node.nodeid} left {len(left)} process(es) running: "
+                      + "; ".join(f"{pid} {cmd}" for pid, cmd in left.items()), stacklevel=1)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from process_guard import stop_strays
+
 from browser_pages import load_lazy_pictures
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +75,10 @@ def ui_server(request, tmp_path_factory, tiny_model):
     if not python.is_file():
         pytest.skip(f"{python} is missing: `make ui4-env` builds the gradio-4 UI environment "
                     "(requirements/ui-gradio4.txt)")
+    # The browser flow is timed: a process an earlier test left computing would slow its training
+    # several times over on 2 cores (conftest.py has already warned about the test that left it).
+    for pid, cmd in stop_strays().items():
+        print(f"[{request.param}] stopped a process an earlier test left running: {pid} {cmd}")
     base = tmp_path_factory.mktemp(f"ui-{request.param}")
     data, lora = base / "data", base / "Lora"
     port = _free_port()

@@ -25,11 +25,18 @@ NAME = "zyrette_tiny"
 
 def _wait_state(page, states, min_step=0, timeout_s=120):
     """Wait until the progress block shows one of `states` with at least `min_step` steps."""
-    page.wait_for_function(
-        """([states, minStep]) => {
-            const el = document.querySelector('#lora_trainer_progress [data-state]');
-            return el && states.includes(el.dataset.state) && Number(el.dataset.step) >= minStep;
-        }""", arg=[list(states), min_step], timeout=timeout_s * 1000, polling=250)
+    try:
+        page.wait_for_function(
+            """([states, minStep]) => {
+                const el = document.querySelector('#lora_trainer_progress [data-state]');
+                return el && states.includes(el.dataset.state) && Number(el.dataset.step) >= minStep;
+            }""", arg=[list(states), min_step], timeout=timeout_s * 1000, polling=250)
+    except Exception as exc:
+        # Say what the page showed instead: a failed job and a slow one need different fixes.
+        progress = page.inner_text("#lora_trainer_progress")
+        log = page.input_value("#lora_trainer_log textarea")[-3000:]
+        raise AssertionError(f"waited {timeout_s} s for {states} at step >= {min_step}; "
+                             f"the progress block says:\n{progress}\nlog tail:\n{log}") from exc
     el = page.locator("#lora_trainer_progress [data-state]")
     return el.get_attribute("data-state"), int(el.get_attribute("data-step"))
 
