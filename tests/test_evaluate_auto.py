@@ -42,6 +42,31 @@ def test_every_sweep_counts_its_pictures_and_reports_each_cell(tmp_path):
     assert "p1" in seen[1][2] and "no LoRA" in seen[1][2]
 
 
+class ZeroLeaksRenderer(FakeRenderer):
+    """A broken LoRA loader: weight 0 still changes the picture."""
+
+    def images(self, prompt, seeds, loras, **kw):
+        return super().images(prompt, seeds, [(p, w or 0.01) for p, w in loras], **kw)
+
+
+@pytest.mark.parametrize("renderer_class", [FakeRenderer, ZeroLeaksRenderer])
+def test_weight_zero_is_checked_once_and_rendered_everywhere_when_it_differs(tmp_path, renderer_class):
+    lora = make_lora(tmp_path / "a.safetensors")
+    plan = EvalPlan(prompts=["p1", "p2", "p3"], novel_from=1, seeds=(1, 2), weights=(0.0, 1.0))
+    renderer = renderer_class()
+    ev = Evaluation(EvalTarget(lora=lora, trigger="zyrette"), plan, tmp_path / "out", renderer, [],
+                    say=lambda m: None)
+    result = ev.run()
+    zero = [r for r in result.scores if r["sweep"] == "weights" and r["weight"] == 0.0]
+    zero_calls = [c for c in renderer.calls if c[2] and c[2][0][1] < 0.5]   # weight 0 (0.01 when leaking)
+    if renderer_class is FakeRenderer:
+        assert [r.get("equals_base") for r in zero] == [True, None, None] and len(zero_calls) == 1
+    else:  # never passed off as the base: every prompt's weight 0 is rendered and reported as differing
+        assert [r.get("equals_base") for r in zero] == [False] * 3 and len(zero_calls) == 3
+        assert not any(r.get("reused_base") for r in zero)
+    assert result.pictures == ev.total == sum(len(seeds) for _, seeds, _ in renderer.calls)
+
+
 def test_status_from_the_files_none_running_failed_done(tmp_path):
     folder, log = tmp_path / "test", tmp_path / "test.log"
     assert P.read_status(folder, log).state == "none"
@@ -115,9 +140,10 @@ def test_a1111_tester_renders_in_a_thread_and_reports_pictures(tmp_path):
     assert tester.start_test(job).state == "running" and len([t for t in tester._running.values()]) == 1
     tester.wait(job.id, timeout=60)
     done = A.test_status(Path(job.job_dir))
-    # 2 dataset + 3 novel prompts, base + 5 weights, 2 seeds each, + 1 preview picture
-    assert (done.state, done.done, done.total) == ("done", 61, 61), done
-    assert len(renderer.calls) == 5 * 6 + 1                   # one txt2img call per cell
+    # 2 dataset + 3 novel prompts, base + 5 weights, 2 seeds each, + 1 preview picture; weight 0 is
+    # rendered for the first prompt only (bit-identical to the base, which then stands in for it)
+    assert (done.state, done.done, done.total) == ("done", 53, 53), done
+    assert len(renderer.calls) == 5 * 6 + 1 - 4               # one txt2img call per cell
     assert "test done" in (Path(job.job_dir) / "test.log").read_text()
     assert Path(job.installed_path).with_suffix(".preview.png").is_file()
 
@@ -151,7 +177,7 @@ def test_api_starts_the_services_tester_and_shows_progress(tmp_path):
     assert r.status_code == 202 and r.json()["state"] in ("running", "done"), r.json()
     tester.wait(job.id, timeout=60)
     body = client.get(url).json()
-    assert body["state"] == "done" and body["done"] == body["total"] == 5 * 6 + 1 and body["report"]["verdict"]
+    assert body["state"] == "done" and body["done"] == body["total"] == 5 * 6 + 1 - 4 and body["report"]["verdict"]
     assert renderer.calls, "the API must run the host's tester (A1111's txt2img inside A1111)"
     # a bare service: the subprocess tester, whose trainer Python is unusable here -> 409 with why
     bare = JobService(tmp_path / "data", tmp_path / "Lora", settings={"trainer_python": str(tmp_path / "nope")})
