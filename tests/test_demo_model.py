@@ -144,3 +144,24 @@ def test_a_killed_build_resumes_to_the_same_weights(tmp_path):
     assert resumed and 0 < int(resumed.group(1)) < steps, again.stdout[-2000:]
     a, b = (load_file(str(d / "cartoon128.safetensors")) for d in (tmp_path / "whole", tmp_path / "cut"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_second_stage_continues_from_a_built_file_and_keeps_its_vae(tmp_path):
+    """`--continue-from` a bare built file (as shipped, no config files beside it): the VAE is kept
+    bit for bit, the UNet trains further, and the card carries the first stage's card."""
+    from safetensors.torch import load_file
+
+    first = subprocess.run(_build(tmp_path / "one", tmp_path / "ck1", 2), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    src = tmp_path / "one" / "cartoon128.safetensors"
+    second = subprocess.run(_build(tmp_path / "two", tmp_path / "ck2", 2) + ["--continue-from", str(src)],
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    a, b = load_file(str(src)), load_file(str(tmp_path / "two" / "cartoon128.safetensors"))
+    assert a.keys() == b.keys()
+    vae = [k for k in a if k.startswith("first_stage_model.")]
+    unet = [k for k in a if k.startswith("model.diffusion_model.")]
+    assert vae and unet and all(torch.equal(a[k], b[k]) for k in vae)
+    assert any(not torch.equal(a[k], b[k]) for k in unet)
+    card = json.loads((tmp_path / "two" / "cartoon128.card.json").read_text())
+    assert card["plan"]["continue_from"] == str(src) and card["previous_stage"]["plan"]["unet_steps"] == 2

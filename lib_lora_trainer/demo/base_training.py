@@ -314,12 +314,17 @@ def train_base_model(plan: BaseTrainingPlan, say=print):
     t0 = time.perf_counter()
     if plan.continue_from:
         # A second stage: same data recipe, new noise draws (seed + 10), the first stage's VAE kept.
+        import tempfile
+
         from lib_lora_trainer.models.loading import load_components
 
-        c = load_components(plan.continue_from)
-        vae, unet, text_encoder = c.vae, c.unet, c.text_encoders[0]
-        for m in (vae, unet, text_encoder):
-            m.float().requires_grad_(True)
+        from .demo_model import install_demo_model
+
+        with tempfile.TemporaryDirectory() as tmp:  # the loader wants the config files beside the file
+            c = load_components(install_demo_model(Path(tmp), Path(plan.continue_from)))
+            vae, unet, text_encoder = c.vae, c.unet, c.text_encoders[0]
+            for m in (vae, unet, text_encoder):
+                m.float().requires_grad_(True)
         log.scaling_factor = float(vae.config.scaling_factor)
         plan = BaseTrainingPlan(**{**asdict(plan), "seed": plan.seed + 10})
         latents = encode_latents(vae, pixels) * log.scaling_factor
