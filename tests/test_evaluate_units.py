@@ -63,6 +63,11 @@ def test_verdict_from_concept_scores():
              1.0: {"concept": 0.9, "prompt_following": 0.2}}
     v = decide(bossy, {})
     assert v.label == "over-trained" and v.recommended_weight == 0.5
+    # Over-trained everywhere (the demo LoRA at lr 1e-2): no weight that loses the prompts is advised.
+    hot = {0.0: {"concept": 0.27, "prompt_following": 0.74}, 0.5: {"concept": 0.4, "prompt_following": 0.5},
+           1.0: {"concept": 0.46, "prompt_following": 0.26}}
+    v = decide(hot, {})
+    assert v.label == "over-trained" and "no weight keeps the prompts" in v.reason and v.recommended_weight == 0.5
     # Rising well past the lift line, but only half there: not good (issue 14).
     half = {0.0: {"concept": 0.13, "prompt_following": 0.55}, 1.0: {"concept": 0.46, "prompt_following": 0.53}}
     v = decide(half, {})

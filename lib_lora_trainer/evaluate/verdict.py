@@ -59,8 +59,17 @@ def decide(novel: dict[float, dict[str, float]], dataset: dict[float, dict[str, 
         if over:
             # First: an over-trained LoRA can also lose the concept it drew at a lower weight (measured
             # on the demo model at lr 1e-2: concept 0.42 at 0.5, 0.32 at 1, prompt following 0.54 -> 0.26).
+            # Recommend only a weight that keeps the prompts (never the weight that loses them).
+            keeping = [w for w in weights if w > lo and (following[w] or 0) >= MIN_FOLLOWING_KEPT * f_lo]
+            if keeping:
+                rec = rec if rec in keeping else keeping[-1]
+                advice = f"use weight {rec} or train fewer steps"
+            else:
+                rec = next((w for w in weights if w > lo), hi)
+                advice = (f"no weight keeps the prompts (weight {rec} loses the least): train fewer steps or with "
+                          "a lower learning rate")
             return Verdict("over-trained", f"at weight {hi} prompt following drops to {f_hi:.2f} (from {f_lo:.2f}): "
-                           f"use weight {rec} or train fewer steps", rec, "concept")
+                           f"{advice}", rec, "concept")
         if lift < MIN_CONCEPT_LIFT:
             return Verdict("under-trained", f"concept rises only {lift:+.2f} from weight {lo} to {hi} "
                            f"(needs {MIN_CONCEPT_LIFT:+.2f}): train longer or with a higher learning rate", hi, "concept")
