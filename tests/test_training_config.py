@@ -579,6 +579,6 @@ def test_cpu_demo_tests_after_training_and_the_demo_tests_once(tmp_path, monkeyp
             return "done"
 
     monkeypatch.setattr(service_mod, "JobService", FakeService)
-    assert demo_cli._train(tmp_path, tmp_path / "photos", tmp_path / "model.safetensors") == "done"
+    assert demo_cli.train_demo_lora(tmp_path, tmp_path / "photos", tmp_path / "model.safetensors") == "done"
     (svc,) = made
     assert svc.cfg.preset == "cpu-demo" and svc.hooks_arg is None and svc.added == []
