@@ -19,12 +19,23 @@ def _tagged(pid: int, session: str) -> bool:
         return False
 
 
-def _parent(pid: int) -> int:
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name: [state, parent pid, ...]; [] when gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _parent(pid: int) -> int:
+    fields = _stat(pid)
+    return int(fields[1]) if len(fields) > 1 else 0
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (a container's PID 1 may never reap a killed orphan)."""
+    fields = _stat(pid)
+    return bool(fields) and fields[0] != "Z"
 
 
 def _cmdline(pid: int) -> str:
@@ -60,6 +71,6 @@ def stop_strays(grace_s: float = 10.0) -> dict[int, str]:
             except (OSError, ProcessLookupError):
                 pass
         deadline = time.time() + grace_s
-        while time.time() < deadline and any(Path(f"/proc/{pid}").exists() and _parent(pid) for pid in found):
+        while time.time() < deadline and any(_alive(pid) for pid in found):
             time.sleep(0.2)
     return found

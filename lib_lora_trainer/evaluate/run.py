@@ -88,13 +88,18 @@ class Evaluation:
         self.result.identity = dict(self.ctx.identity)
         self.result.notes = dict(self.ctx.notes)
 
+    def _weight_zero_reused(self) -> int:
+        """Pictures the base stands in for: weight 0 is rendered for the first prompt only, for the
+        bit-identity check (see _weight_sweep)."""
+        p = self.plan
+        return (len(p.prompts) - 1) * len(p.seeds) if 0 in p.weights else 0
+
     def planned_pictures(self) -> int:
         """How many pictures run() renders in all (what "testing: n/N pictures" counts)."""
         p, seeds = self.plan, len(self.plan.seeds)
         axis_prompts = len(p.prompts[p.novel_from:][:2] or p.prompts[:1])
         total = len(p.prompts) * (1 + len(p.weights)) * seeds                   # base + every weight
-        if 0 in p.weights:  # weight 0 is rendered once, for the bit-identity check (see _weight_sweep)
-            total -= (len(p.prompts) - 1) * seeds
+        total -= self._weight_zero_reused()
         total += axis_prompts * (len(p.samplers) + len(p.steps_sweep)) * seeds
         if p.checkpoints:
             ckpt_prompts = len(self._checkpoint_prompts())
@@ -169,7 +174,7 @@ class Evaluation:
                         if zero_proven is None:
                             zero_proven = equal
                             if not equal:  # then every prompt's weight 0 is rendered and shown
-                                self.total += (len(self.plan.prompts) - 1) * len(self.plan.seeds)
+                                self.total += self._weight_zero_reused()
                 scores = self._score(images, prompt, base)
                 row = {"sweep": label, "prompt": prompt, "group": group, "weight": w, **scores, **check}
                 self.result.scores.append(row)
