@@ -179,6 +179,30 @@ def test_same_seed_same_image_different_seed_different(pipe):
         assert not np.array_equal(a, c), sampler
 
 
+def test_generate_grid_puts_prompts_in_one_call_and_keeps_each_pictures(pipe, monkeypatch):
+    prompts = ["a photo of zkperson, red background", "a photo of zkperson, blue background", "a cat"]
+    seeds = [3, 4]
+    alone = [gp.generate_many(pipe, p, seeds, steps=2, cfg_scale=7.0, sampler="DPM++ 2M") for p in prompts]
+    calls = []
+    real_call = type(pipe).__call__
+    monkeypatch.setattr(type(pipe), "__call__", lambda self, **kw: calls.append(kw["prompt"]) or real_call(self, **kw))
+    grid = gp.generate_grid(pipe, prompts, seeds, steps=2, cfg_scale=7.0, sampler="DPM++ 2M")
+    assert calls == [[p for p in prompts for _ in seeds]]  # 6 small pictures: one call, prompt by prompt
+    for i in range(len(prompts)):
+        for j in range(len(seeds)):  # the same picture as alone, up to the rounding of a bigger batch
+            diff = np.abs(np.asarray(grid[i][j], dtype=int) - np.asarray(alone[i][j], dtype=int))
+            assert diff.max() <= 2, (i, j, diff.max())
+    assert not np.array_equal(np.asarray(grid[0][0]), np.asarray(grid[1][0]))  # prompts kept apart
+    calls.clear()
+    gp.generate_grid(pipe, prompts, seeds, steps=1, batch=4)  # 2 prompts per call, then the last one
+    assert calls == [[prompts[0]] * 2 + [prompts[1]] * 2, [prompts[2]] * 2]
+    calls.clear()
+    gp.generate_grid(pipe, prompts[:1], [1, 2, 3, 4, 5], steps=1, batch=2)  # more seeds than a call holds
+    assert [len(c) for c in calls] == [2, 2, 1]
+    assert gp.pictures_per_call(pipe, 512, 512) == 8 and gp.pictures_per_call(pipe, 128, 128) == 128
+    assert gp.pictures_per_call(pipe, 1024, 1024) == 8  # never fewer than before the grid existed
+
+
 def test_build_pipeline_checks_model_type(components):
     with pytest.raises(ValueError, match="model_type"):
         gp.build_pipeline(types.SimpleNamespace(**{**vars(components), "model_type": "flux"}))

@@ -15,6 +15,10 @@ class Renderer(Protocol):
                steps: int, cfg_scale: float, negative: str, width: int | None,
                height: int | None) -> list[Image.Image]: ...
 
+    # Optional, same arguments but `prompts`: out[i] is images(prompts[i], ...). A renderer that can
+    # put several prompts in one batch has it (Evaluation falls back to one images() call per prompt).
+    # def images_many(self, prompts, seeds, loras, **same) -> list[list[Image.Image]]: ...
+
 
 class DiffusersRenderer:
     """One model loaded once; LoRA files loaded once per set and re-weighted in place."""
@@ -45,8 +49,13 @@ class DiffusersRenderer:
             self.pipe.set_adapters(self._names, adapter_weights=[float(w) for _, w in loras])
 
     def images(self, prompt, seeds, loras, *, sampler, steps, cfg_scale, negative="", width=None, height=None):
-        from lib_lora_trainer.generation.pipeline import generate_many
+        return self.images_many([prompt], seeds, loras, sampler=sampler, steps=steps, cfg_scale=cfg_scale,
+                                negative=negative, width=width, height=height)[0]
+
+    def images_many(self, prompts, seeds, loras, *, sampler, steps, cfg_scale, negative="", width=None,
+                    height=None):
+        from lib_lora_trainer.generation.pipeline import generate_grid
 
         self._set_loras(loras)
-        return generate_many(self.pipe, prompt, list(seeds), negative=negative or None, steps=steps,
+        return generate_grid(self.pipe, list(prompts), list(seeds), negative=negative or None, steps=steps,
                              width=width, height=height, cfg_scale=cfg_scale, sampler=sampler)

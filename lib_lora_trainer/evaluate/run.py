@@ -21,6 +21,10 @@ from .scoring import EvalContext
 from .verdict import Verdict, decide
 
 
+def _same_pictures(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(x.tobytes() == y.tobytes() for x, y in zip(a, b))
+
+
 @dataclass
 class EvalTarget:
     lora: Path
@@ -120,6 +124,20 @@ class Evaluation:
             self.progress(self.done, self.total, f"{prompt[:60]} ({weights})")
         return images
 
+    def _render_many(self, prompts, loras) -> list[list]:
+        """Every prompt of one weight in as few renderer calls as it allows (images_many batches them)."""
+        many = getattr(self.renderer, "images_many", None)
+        if many is None or len(prompts) < 2:
+            return [self._render(prompt, loras) for prompt in prompts]
+        p = self.plan
+        out = many(list(prompts), tuple(p.seeds), loras, sampler=p.sampler, steps=p.steps, cfg_scale=p.cfg_scale,
+                   negative=p.negative, width=p.width, height=p.height)
+        self.done += len(prompts) * len(p.seeds)
+        if self.progress is not None:
+            weights = ", ".join(f"{Path(path).stem}:{float(w):g}" for path, w in loras) or "no LoRA"
+            self.progress(self.done, self.total, f"{len(prompts)} prompts ({weights})")
+        return out
+
     def _score(self, images, prompt, base) -> dict[str, float]:
         out: dict[str, float] = {}
         for s in self.scorers:
@@ -151,39 +169,45 @@ class Evaluation:
     # --- sweeps ---------------------------------------------------------------------
 
     def _weight_sweep(self, lora: Path, label: str):
-        rows = []
+        prompts, weights = self.plan.prompts, self.plan.weights
         # The model alone, no LoRA loaded at all, for every prompt first: the LoRA is then loaded once.
-        bases = [self._render(prompt, []) for prompt in self.plan.prompts]
-        zero_proven = None  # after the first weight-0 render: was it bit-identical to the base?
-        for i, prompt in enumerate(self.plan.prompts):
-            group = "novel" if i >= self.plan.novel_from else "dataset"
-            base = bases[i]
-            cells = []
-            for w in self.plan.weights:
+        # The first prompt gets a call of its own, as its weight-0 check below does: identical batches.
+        bases = self._render_many(prompts[:1], []) + self._render_many(prompts[1:], [])
+        rows_by_cell: dict[tuple[int, float], dict] = {}
+        first_cells: dict[tuple[int, float], Image.Image] = {}
+        for w in weights:
+            if w == 0:
                 # A LoRA at weight 0 must leave the model's output untouched, bit for bit. That is a
                 # property of the LoRA loading, not of the prompt: checked on the first prompt, the
                 # base pictures then stand for weight 0 (a quarter of the demo's test time).
-                if w == 0 and zero_proven:
-                    images, check = base, {"reused_base": True}
-                else:
-                    images = self._render(prompt, [(lora, w)])
-                    check = {}
-                    if w == 0:
-                        equal = all(a.tobytes() == b.tobytes() for a, b in zip(images, base))
-                        check = {"equals_base": equal}
-                        if zero_proven is None:
-                            zero_proven = equal
-                            if not equal:  # then every prompt's weight 0 is rendered and shown
-                                self.total += self._weight_zero_reused()
-                scores = self._score(images, prompt, base)
-                row = {"sweep": label, "prompt": prompt, "group": group, "weight": w, **scores, **check}
-                self.result.scores.append(row)
-                cells.append(images[0])
-                self.say(f"  {label}: prompt {i + 1}/{len(self.plan.prompts)} weight {w}: "
+                first = self._render(prompts[0], [(lora, 0.0)])
+                proven = _same_pictures(first, bases[0])
+                checks = [{"equals_base": proven}]
+                if proven:
+                    images_by_prompt = [first, *bases[1:]]
+                    checks += [{"reused_base": True}] * (len(prompts) - 1)
+                else:  # then every prompt's weight 0 is rendered and shown
+                    self.total += self._weight_zero_reused()
+                    rest = self._render_many(prompts[1:], [(lora, 0.0)])
+                    images_by_prompt = [first, *rest]
+                    checks += [{"equals_base": _same_pictures(a, b)} for a, b in zip(rest, bases[1:])]
+            else:
+                images_by_prompt = self._render_many(prompts, [(lora, w)])
+                checks = [{}] * len(prompts)
+            for i, (prompt, images, check) in enumerate(zip(prompts, images_by_prompt, checks)):
+                group = "novel" if i >= self.plan.novel_from else "dataset"
+                scores = self._score(images, prompt, bases[i])
+                rows_by_cell[i, w] = {"sweep": label, "prompt": prompt, "group": group, "weight": w, **scores, **check}
+                first_cells[i, w] = images[0]
+                self.say(f"  {label}: prompt {i + 1}/{len(prompts)} weight {w}: "
                          + ", ".join(f"{k} {v}" for k, v in scores.items() if k in ("concept", "prompt_following",
                                                                                    "change_vs_base")))
+        rows = []
+        for i, prompt in enumerate(prompts):  # report rows and grid rows prompt by prompt
+            self.result.scores.extend(rows_by_cell[i, w] for w in weights)
             data_img = self.by_caption.get(prompt)
-            rows.append((prompt, [Image.open(data_img).convert("RGB") if data_img else None, *cells]))
+            rows.append((prompt, [Image.open(data_img).convert("RGB") if data_img else None,
+                                  *(first_cells[i, w] for w in weights)]))
         return rows
 
     def _axis_sweep(self, label: str, columns: list[tuple[str, dict]]):

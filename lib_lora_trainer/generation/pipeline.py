@@ -25,6 +25,7 @@ __all__ = [
     "base_scheduler_config",
     "build_pipeline",
     "generate",
+    "generate_grid",
     "generate_many",
     "load_model_pipeline",
     "prepare_kohya_state_dict",
@@ -249,29 +250,62 @@ def generate(pipe, prompt: str, negative: str | None = None, seed: int = 0, step
 
 def generate_many(pipe, prompt: str, seeds: list[int], negative: str | None = None, steps: int = 20,
                   width: int | None = None, height: int | None = None, cfg_scale: float = 7.0,
-                  sampler: str | None = None, batch: int = 8) -> list:
-    """One image per seed, generated in batches; image i uses torch.Generator("cpu").manual_seed(seeds[i])
-    for its own noise, so a seed gives the same picture whatever else is in its batch
-    (up to float rounding of batched matrix products)."""
-    if not seeds:
-        return []
+                  sampler: str | None = None, batch: int | None = None) -> list:
+    """One image per seed (see generate_grid)."""
+    return generate_grid(pipe, [prompt], seeds, negative=negative, steps=steps, width=width, height=height,
+                         cfg_scale=cfg_scale, sampler=sampler, batch=batch)[0]
+
+
+# Pictures per pipeline call at 512x512; smaller pictures get proportionally more (same memory).
+PICTURES_PER_CALL_512 = 8
+
+
+def pictures_per_call(pipe, width: int | None, height: int | None) -> int:
+    factor = int(getattr(pipe, "vae_scale_factor", 8))
+    side = int(pipe.unet.config.sample_size) * factor
+    pixels = (width or side) * (height or side)
+    return max(PICTURES_PER_CALL_512, PICTURES_PER_CALL_512 * 512 * 512 // pixels)
+
+
+def generate_grid(pipe, prompts: list[str], seeds: list[int], negative: str | None = None, steps: int = 20,
+                  width: int | None = None, height: int | None = None, cfg_scale: float = 7.0,
+                  sampler: str | None = None, batch: int | None = None) -> list[list]:
+    """Every prompt at every seed: out[i][j] is prompts[i] at seeds[j]. Image j uses
+    torch.Generator("cpu").manual_seed(seeds[j]) for its own noise, so a seed gives the same picture
+    whatever else is in its batch (up to float rounding of batched matrix products). Several
+    prompts share a call when their pictures fit in `batch` (default: pictures_per_call); on a CPU a
+    call of 18 small pictures costs 3.7 s where six calls of 3 cost 5.7 s (cartoon128, 12 steps)."""
+    if not seeds or not prompts:
+        return [[] for _ in prompts]
     if sampler is not None:
         set_sampler(pipe, sampler)
     factor = int(getattr(pipe, "vae_scale_factor", 8))
     for label, value in (("width", width), ("height", height)):
         if value is not None and (int(value) <= 0 or int(value) % factor):
             raise ValueError(f"{label} must be a positive multiple of {factor}, got {value}")
-    images = []
-    for start in range(0, len(seeds), batch):
-        chunk = [int(s) for s in seeds[start:start + batch]]
+    batch = batch or pictures_per_call(pipe, width, height)
+    seeds = [int(s) for s in seeds]
+    # Whole prompts per call where they fit (a prompt's pictures never depend on which prompts share
+    # its call beyond rounding); a prompt with more seeds than a call holds is split by seeds.
+    if len(seeds) <= batch:
+        per_call = batch // len(seeds)
+        chunks = [[(i, j) for i in range(k, min(k + per_call, len(prompts))) for j in range(len(seeds))]
+                  for k in range(0, len(prompts), per_call)]
+    else:
+        chunks = [[(i, j) for j in range(k, min(k + batch, len(seeds)))]
+                  for i in range(len(prompts)) for k in range(0, len(seeds), batch)]
+    out: list[list] = [[None] * len(seeds) for _ in prompts]
+    for chunk in chunks:
         scheduler = pipe.scheduler
-        if hasattr(scheduler, "noise_sampler_seed"):
-            scheduler.noise_sampler_seed = chunk[0]
-        generators = [torch.Generator("cpu").manual_seed(s) for s in chunk]
+        if hasattr(scheduler, "noise_sampler_seed"):  # one Brownian tree per call: the chunk's first seed
+            scheduler.noise_sampler_seed = seeds[chunk[0][1]]
+        generators = [torch.Generator("cpu").manual_seed(seeds[j]) for _, j in chunk]
         with torch.no_grad():
-            out = pipe(prompt=[prompt] * len(chunk), negative_prompt=None if negative is None else [negative] * len(chunk),
-                       num_inference_steps=int(steps), guidance_scale=float(cfg_scale),
-                       width=None if width is None else int(width), height=None if height is None else int(height),
-                       generator=generators, output_type="pil")
-        images.extend(out.images)
-    return images
+            result = pipe(prompt=[prompts[i] for i, _ in chunk],
+                          negative_prompt=None if negative is None else [negative] * len(chunk),
+                          num_inference_steps=int(steps), guidance_scale=float(cfg_scale),
+                          width=None if width is None else int(width), height=None if height is None else int(height),
+                          generator=generators, output_type="pil")
+        for (i, j), image in zip(chunk, result.images):
+            out[i][j] = image
+    return out
