@@ -212,10 +212,11 @@ _PRESETS = (
     Preset(
         "cpu-demo", "Demo model on CPU (cartoon128)",
         "For the embedded demo model (cartoon128) on CPU; the automatic test makes the comparison grid and "
-        "the Lora card's preview.",
+        "the Lora card's preview. Min-SNR weighting and no noise offset: the character's small features "
+        "(glasses, brows, lips) come out better, in fewer steps.",
         ("sd1",),
-        {"repeats": 25, "epochs": 2, "batch_size": 4, "resolution": 128, "crop": "center", "enable_bucket": False,
-         "network_dim": 8, "network_alpha": 8.0, "learning_rate": 5e-3, "noise_offset": 0.3, "lr_scheduler": "constant",
+        {"repeats": 22, "epochs": 2, "batch_size": 4, "resolution": 128, "crop": "center", "enable_bucket": False,
+         "network_dim": 8, "network_alpha": 8.0, "learning_rate": 5e-3, "min_snr_gamma": 5.0, "lr_scheduler": "constant",
          "lr_warmup": 0, "optimizer": "AdamW", "mixed_precision": "no", "cache_latents": True,
          "gradient_checkpointing": False, "torch_compile": False, "max_data_loader_n_workers": 0,
          "sample_sampler": "euler_a", "test_after_training": True},
