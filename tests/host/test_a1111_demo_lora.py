@@ -62,8 +62,9 @@ def unmatched_in_log(log: str, lora_name: str) -> set[str]:
 
 def test_demo_lora_applies_fully_and_shows_the_character_in_a1111(tmp_path):
     from lib_lora_trainer.demo.demo_model import install_demo_model
-    from lib_lora_trainer.demo.scorer import load_reader, read_probabilities
-    from lib_lora_trainer.demo.world import ATTRIBUTES
+    from lib_lora_trainer.demo.sample_dataset import DEMO_CHARACTER
+    from lib_lora_trainer.demo.scorer import load_reader, match_score, read_probabilities
+    from lib_lora_trainer.demo.world import ATTRIBUTES, IDENTITY
 
     demo = subprocess.run([str(TRAINER_PYTHON), "-m", "lib_lora_trainer", "demo", "--out", str(tmp_path / "demo")],
                           cwd=REPO, capture_output=True, text=True, timeout=1800)
@@ -101,6 +102,9 @@ def test_demo_lora_applies_fully_and_shows_the_character_in_a1111(tmp_path):
         p = read_probabilities(reader, images)
         return float(((p["hair_colour"][:, hair] + p["hair_style"][:, style]) / 2).mean())
 
+    def identity(images) -> float:  # all five identity attributes, as `make demo`'s concept score reads them
+        return match_score(images, {k: getattr(DEMO_CHARACTER, k) for k in IDENTITY}, reader)
+
     w0 = [r["w0"][0] for r in pictures.values()]
     w1 = [r["w1"][0] for r in pictures.values()]
     infos = [r[k][1] for r in pictures.values() for k in ("w0", "w1")]
@@ -111,6 +115,7 @@ def test_demo_lora_applies_fully_and_shows_the_character_in_a1111(tmp_path):
         "w0_equals_no_lora": all(mean_abs_diff(r["none"][0], r["w0"][0]) == 0.0 for r in pictures.values()),
         "mean_pixel_change_w1_vs_w0": round(float(np.mean([mean_abs_diff(a, b) for a, b in zip(w0, w1)])), 2),
         "concept_w0": round(concept(w0), 3), "concept_w1": round(concept(w1), 3),
+        "identity_w0": round(identity(w0), 3), "identity_w1": round(identity(w1), 3),
     }
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "a1111-demo-lora.json").write_text(json.dumps(result, indent=1) + "\n")
