@@ -549,7 +549,7 @@ def test_a_preset_description_follows_its_values():
                                                 "test_after_training": False})
     assert "10 repeats x 2 epochs at batch 4 = 80 steps for 16 pictures" in changed.description
     assert "AdamW 2e-3" in changed.description and "no automatic test" in changed.description
-    assert "22 repeats" in demo.description and "AdamW 5e-3" in demo.description
+    assert "15 repeats" in demo.description and "AdamW 5e-3" in demo.description
     assert demo.as_dict()["description"] == demo.description
 
 

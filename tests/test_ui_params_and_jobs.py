@@ -137,7 +137,7 @@ def test_result_shows_metadata_sidecar_prompt_and_test_grid(tmp_path):
 def test_the_tab_shows_each_preset_described_from_its_values():
     info = P.preset_description("cpu-demo")
     assert info.startswith("**Demo model on CPU (cartoon128)**: ")
-    for phrase in ("22 repeats x 2 epochs at batch 4 = 176 steps", "AdamW 5e-3", "128 px", "rank 8",
+    for phrase in ("15 repeats x 2 epochs at batch 4 = 120 steps", "AdamW 5e-3", "128 px", "rank 8",
                    "automatic test after training"):
         assert phrase in info, phrase
     assert "80 steps" not in info and "2e-3" not in info

@@ -215,7 +215,7 @@ _PRESETS = (
         "the Lora card's preview. Min-SNR weighting and no noise offset: the character's small features "
         "(glasses, brows, lips) come out better, in fewer steps.",
         ("sd1",),
-        {"repeats": 22, "epochs": 2, "batch_size": 4, "resolution": 128, "crop": "center", "enable_bucket": False,
+        {"repeats": 15, "epochs": 2, "batch_size": 4, "resolution": 128, "crop": "center", "enable_bucket": False,
          "network_dim": 8, "network_alpha": 8.0, "learning_rate": 5e-3, "min_snr_gamma": 5.0, "lr_scheduler": "constant",
          "lr_warmup": 0, "optimizer": "AdamW", "mixed_precision": "no", "cache_latents": True,
          "gradient_checkpointing": False, "torch_compile": False, "max_data_loader_n_workers": 0,
