@@ -179,7 +179,7 @@ class Evaluation:
             if w == 0:
                 # A LoRA at weight 0 must leave the model's output untouched, bit for bit. That is a
                 # property of the LoRA loading, not of the prompt: checked on the first prompt, the
-                # base pictures then stand for weight 0 (a quarter of the demo's test time).
+                # base pictures then stand for weight 0 (one batch of five prompts less in the demo's test).
                 first = self._render(prompts[0], [(lora, 0.0)])
                 proven = _same_pictures(first, bases[0])
                 checks = [{"equals_base": proven}]
