@@ -2,7 +2,7 @@
 shorter, as shipped, longer and too hot on the shipped demo model, each tested as `make demo` tests
 it. Prints best concept, prompt following kept at weight 1 and the verdict per run.
 
-    .venv/bin/python bench/verdict_calibration.py [--runs 48:5e-3,200:5e-3,320:5e-3,200:1e-2]
+    .venv/bin/python bench/verdict_calibration.py [--runs 48:5e-3,100:5e-3,120:5e-3,176:5e-3,320:5e-3,176:1e-2]
 """
 
 import argparse
@@ -16,7 +16,9 @@ from lib_lora_trainer.demo.demo_model import install_demo_model
 from lib_lora_trainer.demo.sample_dataset import write_sample_dataset
 
 p = argparse.ArgumentParser()
-p.add_argument("--runs", default="48:5e-3,200:5e-3,320:5e-3,200:1e-2", help="steps:learning rate, comma-separated")
+# The README's table: under-trained, good (120 = the cpu-demo preset), over-trained, too hot.
+p.add_argument("--runs", default="48:5e-3,100:5e-3,120:5e-3,176:5e-3,320:5e-3,176:1e-2",
+               help="steps:learning rate, comma-separated")
 p.add_argument("--seeds", type=int, default=3)
 p.add_argument("--json", type=Path, help="also write the rows here")
 args = p.parse_args()

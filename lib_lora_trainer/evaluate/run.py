@@ -118,10 +118,7 @@ class Evaluation:
         seeds = tuple(p.seeds if seeds is None else seeds)
         images = self.renderer.images(prompt, seeds, loras, sampler=sampler or p.sampler, steps=steps or p.steps,
                                       cfg_scale=p.cfg_scale, negative=p.negative, width=p.width, height=p.height)
-        self.done += len(seeds)
-        if self.progress is not None:
-            weights = ", ".join(f"{Path(path).stem}:{float(w):g}" for path, w in loras) or "no LoRA"
-            self.progress(self.done, self.total, f"{prompt[:60]} ({weights})")
+        self._rendered(len(seeds), prompt[:60], loras)
         return images
 
     def _render_many(self, prompts, loras) -> list[list]:
@@ -132,11 +129,15 @@ class Evaluation:
         p = self.plan
         out = many(list(prompts), tuple(p.seeds), loras, sampler=p.sampler, steps=p.steps, cfg_scale=p.cfg_scale,
                    negative=p.negative, width=p.width, height=p.height)
-        self.done += len(prompts) * len(p.seeds)
+        self._rendered(len(prompts) * len(p.seeds), f"{len(prompts)} prompts", loras)
+        return out
+
+    def _rendered(self, pictures: int, what: str, loras) -> None:
+        """Count a renderer call's pictures and say so: 'what (name:weight, ...)'."""
+        self.done += pictures
         if self.progress is not None:
             weights = ", ".join(f"{Path(path).stem}:{float(w):g}" for path, w in loras) or "no LoRA"
-            self.progress(self.done, self.total, f"{len(prompts)} prompts ({weights})")
-        return out
+            self.progress(self.done, self.total, f"{what} ({weights})")
 
     def _score(self, images, prompt, base) -> dict[str, float]:
         out: dict[str, float] = {}
